@@ -1,0 +1,5 @@
+"""``python -m fluvial`` runs the CLI."""
+
+from fluvial.cli import main
+
+main()

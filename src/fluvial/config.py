@@ -1,0 +1,212 @@
+"""Typed settings: ``fluvial.toml`` plus ``FLUVIAL_<SECTION>__<KEY>`` overrides.
+
+Each section is a frozen dataclass whose fields carry their default and a one-line help
+text; :func:`render_default_toml` writes every setting, commented, for ``fluvial init``.
+
+>>> s = load_settings(None, env={"FLUVIAL_LOG__PARTITIONS": "8"})
+>>> s.log.partitions, s.collector.port
+(8, 8765)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluvial.errors import ConfigError, did_you_mean
+
+__all__ = [
+    "CollectorSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "ProjectSettings",
+    "SchemaSettings",
+    "Settings",
+    "load_settings",
+    "render_default_toml",
+]
+
+CONFIG_FILE = "fluvial.toml"
+ENV_PREFIX = "FLUVIAL_"
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The project as a whole."""
+
+    name: str = _f("fluvial", "project name, shown in the UI and in metrics")
+    data_dir: str = _f(
+        "data", "where embedded state lives (log, lake, stores), relative to the project"
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The event log (our Kinesis Data Streams / Kafka)."""
+
+    backend: str = _f("embedded", "event log backend: embedded | kafka")
+    partitions: int = _f(4, "default partition count for new topics")
+    fsync: str = _f(
+        "batch",
+        "durability: batch (group commit, fsync before acknowledging) | always (fsync every append) | never (OS decides; not crash-safe against power loss)",
+    )
+    segment_bytes: int = _f(64 * 1024 * 1024, "roll a new segment file after this many bytes")
+    retention_hours: float = _f(168.0, "delete whole segments older than this (0 = keep forever)")
+    retention_bytes: int = _f(
+        0, "per partition, delete oldest segments beyond this size (0 = no limit)"
+    )
+    events_topic: str = _f("events", "topic for valid events")
+    failed_topic: str = _f(
+        "events_failed", "topic for invalid events (dead letters), with their reason"
+    )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka backend of the event log (pip install 'fluvial[kafka]')."""
+
+    bootstrap_servers: str = _f("127.0.0.1:9092", "comma-separated broker addresses")
+    replication_factor: int = _f(1, "replication factor for topics Fluvial creates")
+    client_id: str = _f("fluvial", "client.id sent to the brokers")
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """The HTTP collector (our API Gateway -> Kinesis)."""
+
+    host: str = _f("127.0.0.1", "address to listen on")
+    port: int = _f(8765, "port to listen on")
+    max_request_bytes: int = _f(1024 * 1024, "largest request body accepted (413 beyond)")
+    max_event_bytes: int = _f(64 * 1024, "largest single event (size violation beyond)")
+    max_pending_events: int = _f(200_000, "events waiting for the log before answering 503")
+    future_tolerance_seconds: float = _f(
+        300.0, "flag events whose time is further in the future than this"
+    )
+
+
+@dataclass(frozen=True)
+class SchemaSettings:
+    """The event schema registry."""
+
+    dir: str = _f("schemas", "where event schemas are stored, relative to the project")
+    compatibility: str = _f("BACKWARD", "default compatibility: BACKWARD | FORWARD | FULL | NONE")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of a project's settings."""
+
+    project: ProjectSettings = field(default_factory=ProjectSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+    schemas: SchemaSettings = field(default_factory=SchemaSettings)
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if isinstance(typ, types.UnionType):  # e.g. str | None
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
+    if isinstance(value, str) and typ is not str:
+        raw = value.strip()
+        try:
+            if typ is bool:
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            return typ(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: expected {typ.__name__}, found {value!r}") from exc
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {typ.__name__}, found {value!r}")
+    return value
+
+
+def _build(raw: Mapping[str, Mapping[str, Any]], origin: str) -> Settings:
+    sections = _sections()
+    built: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in sections:
+            raise ConfigError(f"{origin}: unknown section [{name}]{did_you_mean(name, sections)}")
+        cls = sections[name]
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{origin}: unknown setting {name}.{key}{did_you_mean(key, known)}"
+                )
+            kwargs[key] = _coerce(value, hints[key], f"{origin}: {name}.{key}")
+        built[name] = cls(**kwargs)
+    return Settings(**built)
+
+
+def load_settings(project_dir: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``fluvial.toml`` in *project_dir* (if any) and apply environment overrides."""
+    env = os.environ if env is None else env
+    merged: dict[str, dict[str, Any]] = {}
+    origin = "defaults"
+    if project_dir is not None:
+        path = Path(project_dir) / CONFIG_FILE
+        if path.exists():
+            origin = str(path)
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            for section, values in data.items():
+                if not isinstance(values, dict):
+                    raise ConfigError(f"{path}: '{section}' must be a [section]")
+                merged[section] = dict(values)
+    _build(merged, origin)  # report file errors against the file
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].partition("__")
+        merged.setdefault(section.lower(), {})[key.lower()] = value
+    return _build(merged, "environment")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def render_default_toml() -> str:
+    """Every setting with its default and help text, commented out."""
+    lines = [
+        "# Fluvial project settings. Every setting is shown with its default, commented out.",
+        "# Any setting can be overridden by an environment variable FLUVIAL_<SECTION>__<KEY>,",
+        "# e.g. FLUVIAL_LOG__PARTITIONS=8.",
+    ]
+    defaults = Settings()
+    for section in dataclasses.fields(Settings):
+        obj = getattr(defaults, section.name)
+        lines += ["", f"# {type(obj).__doc__}", f"[{section.name}]"]
+        for f in dataclasses.fields(obj):
+            lines.append(f"# {f.metadata.get('help', '')}")
+            lines.append(f"# {f.name} = {_toml_value(getattr(obj, f.name))}")
+    return "\n".join(lines) + "\n"

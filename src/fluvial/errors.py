@@ -1,0 +1,146 @@
+"""Fluvial's exceptions: one root, a small documented hierarchy.
+
+Every error Fluvial raises on purpose is a :class:`FluvialError`. Errors from the
+libraries underneath (pyarrow, confluent-kafka, the file system) are translated at the
+boundary with ``raise ... from exc`` so callers catch one family::
+
+    FluvialError
+    ├── UsageError                     bad arguments or options (the CLI exits with 2)
+    ├── ConfigError                    an invalid fluvial.toml or FLUVIAL_* override
+    ├── MissingDependencyError         an optional extra is not installed (says what to pip install)
+    ├── NotFoundError                  a named thing does not exist (says "did you mean ...?")
+    ├── ValidationError                an event does not satisfy its envelope or schema
+    ├── SchemaError                    a schema is malformed
+    │   └── IncompatibleSchemaError    a new schema version breaks the compatibility mode
+    ├── LogError                       the event log failed
+    │   ├── TopicNotFoundError         (also a NotFoundError)
+    │   ├── TopicExistsError
+    │   ├── OffsetOutOfRangeError
+    │   └── CorruptLogError            a checksum or framing error outside the recoverable tail
+    ├── AuthenticationError            a missing, unknown or revoked write key
+    └── OverloadedError                back-pressure: try again later (HTTP 503)
+
+Messages say what was expected and what was found.
+
+>>> try:
+...     raise TopicNotFoundError("topic 'evnts' does not exist; did you mean 'events'?")
+... except NotFoundError as exc:
+...     print(type(exc).__name__, isinstance(exc, LogError))
+TopicNotFoundError True
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "CorruptLogError",
+    "FluvialError",
+    "IncompatibleSchemaError",
+    "LogError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "OffsetOutOfRangeError",
+    "OverloadedError",
+    "SchemaError",
+    "TopicExistsError",
+    "TopicNotFoundError",
+    "UsageError",
+    "ValidationError",
+    "did_you_mean",
+]
+
+
+class FluvialError(Exception):
+    """The root of every error Fluvial raises on purpose."""
+
+
+class UsageError(FluvialError):
+    """Bad arguments or options; the CLI exits with code 2."""
+
+
+class ConfigError(FluvialError):
+    """An invalid setting in fluvial.toml or in a FLUVIAL_<SECTION>__<KEY> variable."""
+
+
+class MissingDependencyError(FluvialError):
+    """An optional dependency is missing; the message gives the exact pip command."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"this feature needs the '{module}' package: pip install 'fluvial[{extra}]'"
+        )
+
+
+class NotFoundError(FluvialError):
+    """A named thing (topic, schema, key, project) does not exist."""
+
+
+class ValidationError(FluvialError):
+    """An event does not satisfy the envelope or its event type's schema."""
+
+    def __init__(self, message: str, *, path: str = "", reason: str = "schema_violation") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(message)
+
+
+class SchemaError(FluvialError):
+    """A schema document is malformed or unusable."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """A new schema version breaks the subject's compatibility mode."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class LogError(FluvialError):
+    """The event log failed."""
+
+
+class TopicNotFoundError(LogError, NotFoundError):
+    """The topic does not exist."""
+
+
+class TopicExistsError(LogError):
+    """The topic already exists."""
+
+
+class OffsetOutOfRangeError(LogError):
+    """The requested offset is outside the partition's retained range."""
+
+
+class CorruptLogError(LogError):
+    """A checksum or framing error in a segment, outside the recoverable tail."""
+
+
+class AuthenticationError(FluvialError):
+    """A missing, unknown or revoked write key (HTTP 401)."""
+
+
+class OverloadedError(FluvialError):
+    """The component is saturated; the caller should retry later (HTTP 503)."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest candidate, or ``""``.
+
+    >>> did_you_mean("evnts", ["events", "events_failed"])
+    "; did you mean 'events'?"
+    >>> did_you_mean("zzz", ["events"])
+    ''
+    """
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
