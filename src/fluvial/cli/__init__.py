@@ -10,7 +10,6 @@ import os
 import sys
 
 import typer
-
 from typer._click.exceptions import ClickException  # Typer vendors its own Click
 
 from fluvial.cli import collect, demo, generate, init, keys, log, schemas
