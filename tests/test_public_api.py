@@ -9,7 +9,13 @@ import fluvial.log
 
 def test_root_exports() -> None:
     assert fluvial.__all__ == sorted(fluvial.__all__)
-    assert set(fluvial.__all__) == {"FluvialError", "Project", "Settings", "__version__", "load_settings"}
+    assert set(fluvial.__all__) == {
+        "FluvialError",
+        "Project",
+        "Settings",
+        "__version__",
+        "load_settings",
+    }
     for name in fluvial.__all__:
         assert hasattr(fluvial, name)
 

@@ -46,7 +46,7 @@ def test_gzip_bomb_stops_at_the_cap_without_inflating_it() -> None:
     "data, match",
     [
         (b"not gzip at all", "invalid gzip body"),
-        (gzip.compress(b"x" * 1000)[:-12], "ends before"),
+        (gzip.compress(b"x" * 1000, mtime=0)[:-12], "ends before"),
         (zlib.compress(b"zlib, not gzip"), "invalid gzip body"),
         (b"", "empty body"),
     ],

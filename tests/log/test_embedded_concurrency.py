@@ -77,7 +77,9 @@ def test_first_appends_race_while_partitions_recover(
             barrier = threading.Barrier(THREADS)
             errors: list[BaseException] = []
 
-            def writer(w: int) -> None:
+            def writer(
+                w: int, barrier: threading.Barrier = barrier, errors: list[BaseException] = errors
+            ) -> None:
                 barrier.wait()
                 time.sleep(0.002 * w)  # stagger: later threads arrive mid-recovery
                 keys = [f"user-{w}-{j}" for j in range(32)]

@@ -394,3 +394,16 @@ def test_consumer_follows_new_appends(log: EventLog, topic_name: str) -> None:
             consumer.close()
     writer.join()
     assert sorted(seen) == list(range(total))
+
+
+def test_snapshot_reads_every_partition_up_to_the_end(log: EventLog, topic_name: str) -> None:
+    log.create_topic(topic_name, 3)
+    keys = [f"k{i % 7}" for i in range(250)]
+    log.append(topic_name, pa.table({"k": keys, "i": list(range(250))}), key="k")
+    snap = log.snapshot(topic_name, batch_records=16)
+    assert sorted(snap.column("i").to_pylist()) == list(range(250))
+    assert set(snap.column("_partition").to_pylist()) <= {0, 1, 2}
+    empty = f"{topic_name}_empty"
+    log.create_topic(empty, 2, schema=pa.schema([("x", pa.int64())]))
+    assert log.snapshot(empty).num_rows == 0
+    assert log.snapshot(empty).column_names == ["x", "_partition", "_offset", "_timestamp"]

@@ -25,8 +25,8 @@ __all__ = [
     "print_rows",
 ]
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # messages are never hard-wrapped: pipes and grep see whole lines
+err_console = Console(stderr=True, soft_wrap=True)
 
 ProjectOpt = Annotated[
     Path,

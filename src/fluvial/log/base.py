@@ -211,6 +211,28 @@ class EventLog(ABC):
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         """The first offset whose ``_timestamp`` is at or after *timestamp_ms*, else the end."""
 
+    def snapshot(self, topic: str, *, batch_records: int = 100_000) -> pa.Table:
+        """Every retained row of *topic* up to its end offsets now, partition by partition.
+
+        A bounded read for tools and tests; streaming readers use :meth:`consumer`.
+        """
+        info = self.topic(topic)
+        tables = []
+        for part in info.partitions:
+            offset = part.start_offset
+            while offset < part.end_offset:
+                chunk = self.read(
+                    topic, part.partition, offset, min(batch_records, part.end_offset - offset)
+                )
+                if chunk.num_rows == 0:
+                    break
+                tables.append(chunk)
+                offset += chunk.num_rows
+        if not tables:
+            schema = info.schema if info.schema is not None else pa.schema([])
+            return with_system_columns(schema).empty_table()
+        return pa.concat_tables(tables)
+
     def wait_for_data(self, topic: str, positions: Mapping[int, int], timeout: float) -> bool:
         """Block up to *timeout* seconds until some partition has data past *positions*.
 
