@@ -66,6 +66,9 @@ class LogSettings:
     retention_bytes: int = _f(
         0, "per partition, delete oldest segments beyond this size (0 = no limit)"
     )
+    retention_check_seconds: float = _f(
+        300.0, "how often the writing process (the collector) applies retention (0 = never)"
+    )
     events_topic: str = _f("events", "topic for valid events")
     failed_topic: str = _f(
         "events_failed", "topic for invalid events (dead letters), with their reason"

@@ -40,6 +40,7 @@ from fluvial.collector.pipeline import IngestPipeline, Ingests
 from fluvial.errors import AuthenticationError, FluvialError, OverloadedError
 from fluvial.events.envelope import EVENT_SCHEMA, FAILED_SCHEMA
 from fluvial.log.base import EventLog
+from fluvial.log.retention import RetentionRunner
 from fluvial.project import Project
 
 __all__ = ["EVENTS_PATH", "create_app"]
@@ -86,6 +87,7 @@ class _Collector:
         self._max_batch_events = max_batch_events
         self._max_pending = settings.max_pending_events
         self.pipeline: IngestPipeline | None = None
+        self.retention: RetentionRunner | None = None
 
     @property
     def pipeline_pending(self) -> int:
@@ -109,6 +111,9 @@ class _Collector:
         log.append(names.events_topic, EVENT_SCHEMA.empty_table())
         log.append(names.failed_topic, FAILED_SCHEMA.empty_table())
         self.metrics.watch_log(log)
+        # this process writes the topics, so it is the one that trims them
+        every = self.project.settings.log.retention_check_seconds
+        self.retention = RetentionRunner(log, every_seconds=every).start()
         self.pipeline = IngestPipeline(
             self._ingestor,
             max_pending_events=self._max_pending,
@@ -118,6 +123,8 @@ class _Collector:
         ).start()
 
     def close(self) -> None:
+        if self.retention is not None:
+            self.retention.stop()
         if self.pipeline is not None:
             self.pipeline.close()  # finishes every admitted request first
         if self._owns_log and self._log is not None:
