@@ -103,3 +103,28 @@ def test_a_reader_process_follows_the_tail(tmp_path: Path) -> None:
     received = {int(s): float(t) for s, t in lines}
     delays = [received[s] - t for s, t in sent_at.items()]
     assert sorted(delays)[len(delays) // 2] < 0.5  # typically a few milliseconds
+
+
+RECREATOR = textwrap.dedent(
+    """
+    import sys
+    import pyarrow as pa
+    from fluvial.log.embedded import EmbeddedLog
+
+    with EmbeddedLog(sys.argv[1], fsync="never") as log:
+        log.delete_topic("t")
+        log.create_topic("t", 1)
+        log.append("t", pa.table({"seq": [100, 101]}))
+    """
+)
+
+
+def test_reader_sees_a_topic_recreated_by_another_process(tmp_path: Path) -> None:
+    with EmbeddedLog(tmp_path, fsync="never") as log:
+        log.create_topic("t", 1)
+        log.append("t", pa.table({"seq": list(range(50))}))
+        assert log.read("t", 0, 0).num_rows == 50  # this process now holds the topic open
+        log.store.get("t").close()  # give up the writer role, as a reader process would have
+        subprocess.run([sys.executable, "-c", RECREATOR, str(tmp_path)], check=True, timeout=60)
+        assert log.topic("t").end_offsets == {0: 2}
+        assert log.read("t", 0, 0).column("seq").to_pylist() == [100, 101]

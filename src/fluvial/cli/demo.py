@@ -57,6 +57,7 @@ class _Collector:
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True  # drains requests in flight, then the ingest workers
         self.thread.join(timeout=60)
+        self.log.close()
 
 
 SUMMARY_SQL = {

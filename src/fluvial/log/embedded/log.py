@@ -63,8 +63,8 @@ class _Store:
     def get(self, name: str) -> Topic:
         with self.lock:
             topic = self.topics.get(name)
-            if topic is not None and not topic.lock.held and not topic.directory.exists():
-                topic.close()  # deleted by another process
+            if topic is not None and topic.replaced():
+                topic.close()  # deleted, maybe re-created, by another process
                 del self.topics[name]
                 topic = None
             if topic is None:

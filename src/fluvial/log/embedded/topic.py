@@ -18,7 +18,8 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,6 +72,8 @@ class TopicMeta:
     partitions: int
     schema: pa.Schema | None = None
     created_ms: int = 0
+    #: unique per creation, like Kafka's topic IDs: tells a re-created topic from the old one
+    topic_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_json(self) -> bytes:
         schema = None
@@ -81,6 +84,7 @@ class TopicMeta:
             "name": self.name,
             "partitions": self.partitions,
             "created_ms": self.created_ms,
+            "id": self.topic_id,
             "schema": schema,
         }
         return json.dumps(doc, indent=2).encode()
@@ -93,7 +97,13 @@ class TopicMeta:
             schema = None
             if doc.get("schema"):
                 schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(doc["schema"])))
-            return cls(doc["name"], int(doc["partitions"]), schema, int(doc.get("created_ms", 0)))
+            return cls(
+                doc["name"],
+                int(doc["partitions"]),
+                schema,
+                int(doc.get("created_ms", 0)),
+                str(doc.get("id", "")),
+            )
         except FileNotFoundError:
             raise
         except (ValueError, KeyError, TypeError, pa.ArrowInvalid) as exc:
@@ -141,6 +151,7 @@ class Topic:
 
     def __init__(self, directory: Path, *, fsync: FsyncPolicy, segment_bytes: int) -> None:
         self.directory = directory
+        self._meta_signature = self._signature()  # taken before reading: a change re-checks
         self.fsync = fsync
         self.meta = TopicMeta.read(directory)
         self.name = self.meta.name
@@ -309,6 +320,30 @@ class Topic:
             p.apply_retention(older_than_ms=older_than, max_bytes=retention_bytes)
             for p in self.partitions
         )
+
+    def _signature(self) -> tuple[int, int]:
+        st = (self.directory / META_FILE).stat()
+        return st.st_ino, st.st_mtime_ns
+
+    def replaced(self) -> bool:
+        """Whether another process deleted (and maybe re-created) this topic.
+
+        One ``stat`` when nothing changed; ``topic.json`` is re-read only when it did
+        (its schema is also set there by the writer's first append).
+        """
+        if self.lock.held:
+            return False  # this process writes it: nobody else can delete it
+        try:
+            signature = self._signature()
+            if signature == self._meta_signature:
+                return False
+            current = TopicMeta.read(self.directory)
+        except FileNotFoundError:
+            return True
+        if current.topic_id != self.meta.topic_id:
+            return True
+        self._meta_signature = signature
+        return False
 
     def close(self) -> None:
         with self._mutex:
