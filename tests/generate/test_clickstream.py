@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from fluvial.generate import (
+    EVENT_TYPES,
     EXPECTED_REASON,
     INVALID_KINDS,
     SESSION_TIMEOUT_MS,
@@ -119,16 +120,7 @@ def test_every_invalid_kind_appears_and_is_really_broken(faulty: list[GeneratedE
         elif kind == "no_identity":
             assert "user_id" not in doc and "anonymous_id" not in doc
         elif kind == "unknown_event_type":
-            assert doc["event_type"] not in {
-                "page_view",
-                "click",
-                "search",
-                "add_to_cart",
-                "remove_from_cart",
-                "checkout",
-                "purchase",
-                "identify",
-            }
+            assert doc["event_type"] not in set(EVENT_TYPES)
 
 
 def test_duplicates_repeat_an_earlier_line_byte_for_byte(faulty: list[GeneratedEvent]) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fluvial.events.registry import BUILTIN_TYPES
 from fluvial.generate import catalog as cat
 from fluvial.generate.catalog import json_str
 from fluvial.generate.formatting import concat, uuid_strings
@@ -35,16 +36,8 @@ __all__ = [
     "SimulatedRows",
 ]
 
-EVENT_TYPES = (
-    "page_view",
-    "click",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout",
-    "purchase",
-    "identify",
-)
+#: the registry's built-in types, in the order of the codes below
+EVENT_TYPES = BUILTIN_TYPES
 PAGE_VIEW, CLICK, SEARCH, ADD, REMOVE, CHECKOUT, PURCHASE, IDENTIFY = range(8)
 
 SESSION_TIMEOUT_MS = 30 * 60 * 1000

@@ -11,7 +11,9 @@ Both steps are vectorized: casts are Arrow compute kernels, and the split is one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +22,75 @@ import pyarrow.compute as pc
 from fluvial.errors import LogError
 from fluvial.log.base import SYSTEM_COLUMNS
 
-__all__ = ["conform", "split", "strip_system_columns"]
+__all__ = [
+    "check_name",
+    "conform",
+    "partition_error",
+    "prepare_append",
+    "split",
+    "strip_system_columns",
+]
 
 _SYSTEM_NAMES = frozenset(f.name for f in SYSTEM_COLUMNS)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+Keys: TypeAlias = pa.Array | pa.ChunkedArray
+
+
+def check_name(name: str, what: str = "topic") -> str:
+    """Return *name* if it is a valid topic (or group) name, else raise LogError.
+
+    >>> check_name("events")
+    'events'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise LogError(
+            f"invalid {what} name {name!r}: expected 1-200 letters, digits, '.', '_' or '-', "
+            "not starting with '.', '_' or '-'"
+        )
+    return name
+
+
+def partition_error(topic: str, partitions: int, partition: object) -> LogError:
+    """The error for a partition number outside ``0 .. partitions - 1``."""
+    return LogError(
+        f"topic '{topic}' has partitions 0-{partitions - 1}, found partition {partition!r}"
+    )
+
+
+def prepare_append(
+    data: pa.Table | pa.RecordBatch,
+    *,
+    topic: str,
+    partitions: int,
+    key: str | Keys | None,
+    partition: int | None,
+) -> tuple[pa.Table, Keys | None]:
+    """Check an append's arguments (see :meth:`EventLog.append`).
+
+    Returns the rows as a table without system columns, and the routing keys: ``None``
+    when the rows go to *partition* or round-robin.
+    """
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    elif not isinstance(data, pa.Table):
+        raise LogError(
+            f"append expects a pyarrow Table or RecordBatch, found {type(data).__name__}"
+        )
+    table = strip_system_columns(data)
+    if partition is not None:
+        if not isinstance(partition, int) or not 0 <= partition < partitions:
+            raise partition_error(topic, partitions, partition)
+        return table, None
+    if isinstance(key, str):
+        if key not in table.column_names:
+            raise LogError(
+                f"key column '{key}' is not in the data; columns: {', '.join(table.column_names)}"
+            )
+        return table, table.column(key)
+    if key is not None and len(key) != table.num_rows:
+        raise LogError(f"expected {table.num_rows} keys (one per row), found {len(key)}")
+    return table, key
 
 
 def strip_system_columns(table: pa.Table) -> pa.Table:

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from fluvial.errors import CorruptLogError, LogError
-from fluvial.log.embedded.topic import check_name, write_atomic
+from fluvial.log.embedded.topic import write_atomic
+from fluvial.log.routing import check_name
 
 __all__ = ["GroupStore"]
 

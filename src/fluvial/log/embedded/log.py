@@ -32,7 +32,8 @@ from fluvial.errors import LogError, TopicExistsError, TopicNotFoundError, did_y
 from fluvial.log.base import AppendResult, EventLog, GroupInfo, TopicInfo
 from fluvial.log.embedded.durability import FsyncPolicy
 from fluvial.log.embedded.groups import GROUPS_DIR, GroupStore
-from fluvial.log.embedded.topic import META_FILE, Topic, TopicMeta, check_name
+from fluvial.log.embedded.topic import META_FILE, Topic, TopicMeta
+from fluvial.log.routing import check_name
 
 __all__ = ["EmbeddedLog"]
 

@@ -14,7 +14,6 @@ import fcntl
 import itertools
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -30,25 +29,14 @@ from fluvial.log.embedded.durability import FsyncPolicy, fsync_dir
 from fluvial.log.embedded.partition import Partition
 from fluvial.log.embedded.segment import Frame
 from fluvial.log.partitioner import partition_for
-from fluvial.log.routing import conform, split, strip_system_columns
+from fluvial.log.routing import conform, prepare_append, split
 
-__all__ = ["Topic", "TopicMeta", "WriterLock", "check_name", "write_atomic"]
+__all__ = ["Topic", "TopicMeta", "WriterLock", "write_atomic"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 META_FILE = "topic.json"
 LOCK_FILE = "writer.lock"
 #: an append is cut into frames of about this size (a frame's body length is a u32)
 MAX_FRAME_BYTES = 64 * 1024 * 1024
-
-
-def check_name(name: str, what: str = "topic") -> str:
-    """Return *name* if it is a valid topic (or group) name, else raise LogError."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise LogError(
-            f"invalid {what} name {name!r}: expected 1-200 letters, digits, '.', '_' or '-', "
-            "not starting with '.', '_' or '-'"
-        )
-    return name
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
@@ -233,31 +221,10 @@ class Topic:
         key: str | pa.Array | pa.ChunkedArray | None,
         partition: int | None,
     ) -> AppendResult:
-        if isinstance(data, pa.RecordBatch):
-            data = pa.Table.from_batches([data])
-        elif not isinstance(data, pa.Table):
-            raise LogError(
-                f"append expects a pyarrow Table or RecordBatch, found {type(data).__name__}"
-            )
-        table = strip_system_columns(data)
         n = len(self.partitions)
-        keys = None
-        if partition is not None:
-            if not isinstance(partition, int) or not 0 <= partition < n:
-                raise LogError(
-                    f"topic '{self.name}' has partitions 0-{n - 1}, found partition {partition!r}"
-                )
-        elif isinstance(key, str):
-            if key not in table.column_names:
-                raise LogError(
-                    f"key column '{key}' is not in the data; columns: "
-                    f"{', '.join(table.column_names)}"
-                )
-            keys = table.column(key)
-        elif key is not None:
-            keys = key
-            if len(keys) != table.num_rows:
-                raise LogError(f"expected {table.num_rows} keys (one per row), found {len(keys)}")
+        table, keys = prepare_append(
+            data, topic=self.name, partitions=n, key=key, partition=partition
+        )
         self.ensure_writer()
         table = conform(table, self._schema_for(table), self.name)
         if table.num_rows == 0:

@@ -10,13 +10,12 @@ each topic's partition count and opens the compacted catalog topics on first use
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
 
-from fluvial.errors import LogError, TopicExistsError, TopicNotFoundError, did_you_mean
+from fluvial.errors import TopicExistsError, TopicNotFoundError, did_you_mean
 from fluvial.log.kafka.admin import AdminTopics, TopicAdmin, translate
 from fluvial.log.kafka.catalog import TopicCatalog
 from fluvial.log.kafka.codec import schema_from_text, schema_to_text
@@ -26,9 +25,7 @@ __all__ = [
     "SCHEMAS_TOPIC",
     "TIMEOUT",
     "Cluster",
-    "check_name",
     "client_settings",
-    "partition_error",
     "user_topics",
 ]
 
@@ -36,24 +33,6 @@ SCHEMAS_TOPIC = "_fluvial_schemas"
 GROUPS_TOPIC = "_fluvial_groups"
 #: seconds any one request to the cluster may take
 TIMEOUT = 30.0
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # as the embedded log's topic names
-
-
-def check_name(name: str, what: str = "topic") -> str:
-    """*name* if it is a valid topic (or group) name, else raise :class:`LogError`."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise LogError(
-            f"invalid {what} name {name!r}: expected 1-200 letters, digits, '.', '_' or '-', "
-            "not starting with '.', '_' or '-'"
-        )
-    return name
-
-
-def partition_error(topic: str, partitions: int, partition: object) -> LogError:
-    """The error for a partition number outside ``0 .. partitions - 1``."""
-    return LogError(
-        f"topic '{topic}' has partitions 0-{partitions - 1}, found partition {partition!r}"
-    )
 
 
 def client_settings(

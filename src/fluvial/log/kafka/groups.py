@@ -16,7 +16,8 @@ from typing import Any
 from fluvial.errors import LogError
 from fluvial.log.base import GroupInfo, TopicInfo
 from fluvial.log.kafka.admin import translate
-from fluvial.log.kafka.cluster import GROUPS_TOPIC, TIMEOUT, Cluster, check_name, partition_error
+from fluvial.log.kafka.cluster import GROUPS_TOPIC, TIMEOUT, Cluster
+from fluvial.log.routing import check_name, partition_error
 
 __all__ = ["ConsumerGroups"]
 

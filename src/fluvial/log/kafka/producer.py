@@ -24,10 +24,10 @@ import pyarrow as pa
 from fluvial.errors import LogError
 from fluvial.log.base import AppendResult
 from fluvial.log.kafka.admin import translate
-from fluvial.log.kafka.cluster import TIMEOUT, Cluster, partition_error
+from fluvial.log.kafka.cluster import TIMEOUT, Cluster
 from fluvial.log.kafka.codec import check_json_schema, encode_rows
 from fluvial.log.partitioner import partition_for
-from fluvial.log.routing import conform, split, strip_system_columns
+from fluvial.log.routing import conform, prepare_append, split
 
 __all__ = ["RowProducer", "producer_settings"]
 
@@ -72,33 +72,12 @@ class RowProducer:
         partition: int | None,
     ) -> AppendResult:
         """See :meth:`fluvial.log.base.EventLog.append`."""
-        if isinstance(data, pa.RecordBatch):
-            data = pa.Table.from_batches([data])
-        elif not isinstance(data, pa.Table):
-            raise LogError(
-                f"append expects a pyarrow Table or RecordBatch, found {type(data).__name__}"
-            )
-        table = strip_system_columns(data)
         cluster = self._cluster
         with self._lock:
             n = cluster.partition_count(topic)
-            keys = None
-            if partition is not None:
-                if not isinstance(partition, int) or not 0 <= partition < n:
-                    raise partition_error(topic, n, partition)
-            elif isinstance(key, str):
-                if key not in table.column_names:
-                    raise LogError(
-                        f"key column '{key}' is not in the data; columns: "
-                        f"{', '.join(table.column_names)}"
-                    )
-                keys = table.column(key)
-            elif key is not None:
-                keys = key
-                if len(keys) != table.num_rows:
-                    raise LogError(
-                        f"expected {table.num_rows} keys (one per row), found {len(keys)}"
-                    )
+            table, keys = prepare_append(
+                data, topic=topic, partitions=n, key=key, partition=partition
+            )
             schema = cluster.schema(topic)
             if schema is None:
                 check_json_schema(table.schema, topic)

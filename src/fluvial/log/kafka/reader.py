@@ -27,8 +27,9 @@ import pyarrow as pa
 from fluvial.errors import LogError, OffsetOutOfRangeError
 from fluvial.log.base import with_system_columns
 from fluvial.log.kafka.admin import kafka_error, translate
-from fluvial.log.kafka.cluster import SCHEMAS_TOPIC, TIMEOUT, Cluster, partition_error
+from fluvial.log.kafka.cluster import SCHEMAS_TOPIC, TIMEOUT, Cluster
 from fluvial.log.kafka.codec import decode_rows
+from fluvial.log.routing import partition_error
 
 __all__ = ["PartitionReader"]
 

@@ -16,8 +16,9 @@ import pyarrow as pa
 from fluvial.errors import LogError, TopicExistsError
 from fluvial.log.base import PartitionInfo, TopicInfo
 from fluvial.log.kafka.admin import translate
-from fluvial.log.kafka.cluster import TIMEOUT, Cluster, check_name, user_topics
+from fluvial.log.kafka.cluster import TIMEOUT, Cluster, user_topics
 from fluvial.log.kafka.codec import check_json_schema
+from fluvial.log.routing import check_name
 
 __all__ = ["Topics"]
 
