@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -139,3 +140,28 @@ def test_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     assert main(["log", command, "--help"]) == 0
     out = capsys.readouterr().out
     assert "--project" in out
+
+
+def test_load_validates_like_the_collector(
+    capsys: pytest.CaptureFixture[str], project: Project, tmp_path: Path
+) -> None:
+    from fluvial.generate import EXPECTED_REASON, ClickstreamConfig, generate_clickstream
+
+    config = ClickstreamConfig(
+        events=600, seed=11, start_ms=1_790_000_000_000, invalid_fraction=0.1
+    )
+    generated = list(generate_clickstream(config))
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(e.line.replace(b"\n", b" ") for e in generated) + b"\n")
+    invalid = [e for e in generated if e.kind.startswith("invalid:")]
+    assert invalid  # the fraction is large enough to have some of every broad kind
+
+    code, out, _ = run(capsys, project, "load", "events", str(path), "--json")
+    assert code == 0
+    assert json.loads(out) == {"accepted": 600 - len(invalid), "rejected": len(invalid)}
+    with project.open_log() as log:
+        assert log.topic("events").records == 600 - len(invalid)
+        failed = log.snapshot("events_failed")
+    expected = sorted(EXPECTED_REASON[e.kind.split(":", 1)[1]] for e in invalid)
+    assert sorted(failed.column("reason").to_pylist()) == expected
+    assert set(failed.column("source").to_pylist()) == {"load"}
