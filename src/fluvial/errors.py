@@ -18,7 +18,10 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   ├── OffsetOutOfRangeError
     │   └── CorruptLogError            a checksum or framing error outside the recoverable tail
     ├── AuthenticationError            a missing, unknown or revoked write key
-    └── OverloadedError                back-pressure: try again later (HTTP 503)
+    ├── OverloadedError                back-pressure: try again later (HTTP 503)
+    ├── SqlError                       a pipeline's SQL is wrong (says line and column)
+    │   └── UnsupportedSqlError        valid SQL that Fluvial refuses by name
+    └── PipelineError                  a stream pipeline failed while planning or running
 
 Messages say what was expected and what was found.
 
@@ -45,9 +48,12 @@ __all__ = [
     "NotFoundError",
     "OffsetOutOfRangeError",
     "OverloadedError",
+    "PipelineError",
     "SchemaError",
+    "SqlError",
     "TopicExistsError",
     "TopicNotFoundError",
+    "UnsupportedSqlError",
     "UsageError",
     "ValidationError",
     "did_you_mean",
@@ -132,6 +138,32 @@ class OverloadedError(FluvialError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class SqlError(FluvialError):
+    """A pipeline's SQL is wrong; the message starts with where (line and column, 1-based).
+
+    >>> str(SqlError("unknown table 'bidz'", line=3, column=6, source="q.sql"))
+    "q.sql:3:6: unknown table 'bidz'"
+    """
+
+    def __init__(
+        self, message: str, *, line: int | None = None, column: int | None = None, source: str = ""
+    ) -> None:
+        self.line = line
+        self.column = column
+        self.source = source
+        self.detail = message
+        where = ":".join(str(x) for x in (source or None, line, column) if x not in (None, ""))
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnsupportedSqlError(SqlError):
+    """Valid (Flink) SQL that Fluvial does not run, refused by name — never mis-read."""
+
+
+class PipelineError(FluvialError):
+    """A stream pipeline failed while planning or running."""
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
