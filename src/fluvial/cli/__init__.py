@@ -12,7 +12,7 @@ import sys
 import typer
 from typer._click.exceptions import ClickException  # Typer vendors its own Click
 
-from fluvial.cli import collect, demo, generate, init, keys, log, schemas
+from fluvial.cli import collect, demo, generate, init, keys, log, schemas, stream
 from fluvial.cli._common import err_console
 from fluvial.errors import FluvialError, UsageError
 
@@ -45,6 +45,7 @@ app.add_typer(log.app, name="log")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(keys.app, name="keys")
 app.add_typer(generate.app, name="generate")
+app.add_typer(stream.app, name="stream")
 
 
 def main(argv: list[str] | None = None) -> int:

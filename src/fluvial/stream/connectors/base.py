@@ -34,6 +34,8 @@ class ConnectorContext:
     project: Project | None = None
     #: where to start when there is no checkpoint: "earliest" | "latest"
     start: str = "earliest"
+    #: read unbounded sources only up to the end they had at ``open`` (then ``finished()``)
+    until_idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,14 @@ class Sink(ABC):
 
 #: connector name -> "module:Class" for sources and sinks; adding one adds an entry
 CONNECTORS: dict[str, dict[str, str]] = {
-    "source": {},
-    "sink": {},
+    "source": {
+        "fluvial": "fluvial.stream.connectors.fluvial:LogSource",
+        "filesystem": "fluvial.stream.connectors.filesystem:FileSource",
+    },
+    "sink": {
+        "fluvial": "fluvial.stream.connectors.fluvial:LogSink",
+        "filesystem": "fluvial.stream.connectors.filesystem:FileSink",
+        "print": "fluvial.stream.connectors.printing:PrintSink",
+        "blackhole": "fluvial.stream.connectors.blackhole:BlackholeSink",
+    },
 }

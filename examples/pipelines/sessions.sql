@@ -1,0 +1,36 @@
+-- Browsing sessions per anonymous visitor: a session ends after 30 minutes of inactivity.
+--   fluvial stream run examples/pipelines/sessions.sql --until-idle
+
+CREATE TABLE events (
+  event_type STRING,
+  event_time TIMESTAMP_LTZ(3),
+  anonymous_id STRING,
+  WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND
+) WITH (
+  'connector' = 'fluvial',
+  'topic' = 'events'
+);
+
+CREATE TABLE sessions (
+  anonymous_id STRING,
+  session_start TIMESTAMP(3),
+  session_end TIMESTAMP(3),
+  events BIGINT,
+  page_views BIGINT,
+  purchases BIGINT
+) WITH (
+  'connector' = 'filesystem',
+  'path' = 'data/out/sessions',
+  'format' = 'json'
+);
+
+INSERT INTO sessions
+SELECT
+  anonymous_id,
+  window_start,
+  window_end,
+  COUNT(*),
+  COUNT(*) FILTER (WHERE event_type = 'page_view'),
+  COUNT(*) FILTER (WHERE event_type = 'purchase')
+FROM TABLE(SESSION(TABLE events PARTITION BY anonymous_id, DESCRIPTOR(event_time), INTERVAL '30' MINUTE))
+GROUP BY window_start, window_end, anonymous_id;

@@ -1,0 +1,652 @@
+"""Plan a pipeline script: every ``INSERT INTO … SELECT`` becomes a :class:`Pipeline`.
+
+Views (and ``WITH`` clauses) are inlined; each ``SELECT`` becomes a stateless
+:class:`Calc` or, when it groups by a window (a window TVF's ``window_start,
+window_end``, or a legacy ``GROUP BY TUMBLE(ts, …)``), a :class:`WindowAgg`. Column
+names are resolved against each relation, so a typo is an error at its line and column.
+Valid Flink SQL that Fluvial cannot run yet (joins, OVER, MATCH_RECOGNIZE, updating
+aggregations) is refused by name with :class:`UnsupportedSqlError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlglot import exp
+
+from fluvial.errors import SqlError, UnsupportedSqlError, did_you_mean
+from fluvial.stream.ops.spec import AggFunc, AggSpec, WindowSpec
+from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, Scan, SinkNode, Step, WindowAgg
+from fluvial.stream.sql import interval_ms, to_duckdb
+from fluvial.stream.sql.ast import CreateTable, Insert, Script, WindowTVF
+
+__all__ = ["build_job"]
+
+WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
+#: legacy group-window auxiliary functions -> the window column they stand for
+LEGACY_AUX = {"START": "window_start", "END": "window_end", "ROWTIME": "window_time"}
+LEGACY_WINDOWS = ("TUMBLE", "HOP", "SESSION")
+IDLE_TIMEOUT_KEYS = ("scan.watermark.idle-timeout", "table.exec.source.idle-timeout")
+
+
+def build_job(script: Script, name: str | None = None) -> Job:
+    """Plan every INSERT of *script* (raises :class:`SqlError` at the offending place)."""
+    planner = _Planner(script)
+    inserts = script.inserts
+    if not inserts:
+        raise SqlError(
+            "the script has no INSERT INTO statement: nothing to run", source=script.source
+        )
+    job_name = name or (Path(script.source).stem if script.source else "pipeline")
+    pipelines = tuple(planner.pipeline(ins, f"{job_name}.{i}") for i, ins in enumerate(inserts))
+    return Job(job_name, pipelines, dict(script.settings))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _where(node: exp.Expr | None) -> tuple[int | None, int | None]:
+    """Line and start column of *node* (sqlglot keeps positions on identifiers)."""
+    if node is None:
+        return None, None
+    for n in (node, *node.find_all(exp.Identifier)):
+        meta = n.meta if isinstance(n, exp.Expression) else {}
+        if meta and "line" in meta:
+            col = meta.get("col")
+            if col is not None and "start" in meta and "end" in meta:
+                col = col - (meta["end"] - meta["start"])
+            return meta["line"], col
+    return None, None
+
+
+def _fname(node: exp.Expression) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).upper()
+    if isinstance(node, exp.Func):
+        return node.sql_name().upper()
+    return ""
+
+
+def _args(node: exp.Expression) -> list[exp.Expression]:
+    if isinstance(node, exp.Anonymous):
+        return list(node.expressions)
+    return [a for a in node.args.values() if isinstance(a, exp.Expression)]
+
+
+def _unqualified(node: exp.Expr) -> exp.Expression:
+    """A copy with table qualifiers removed: every step reads one relation, ``batch``.
+
+    ``page.url`` where ``page`` is a ROW column is a field access, kept as it is (DuckDB
+    reads ``page.url`` of a struct column the same way)."""
+    copy = node.copy()
+    assert isinstance(copy, exp.Expression)
+    for col in list(copy.find_all(exp.Column)):
+        if col.meta.get("row_field"):
+            continue
+        col.set("table", None)
+        col.set("db", None)
+        col.set("catalog", None)
+    return copy
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _output_name(node: exp.Expression, i: int) -> str:
+    if isinstance(node, exp.Alias):
+        return node.alias
+    if isinstance(node, exp.Column):
+        return node.name
+    return f"EXPR${i}"
+
+
+AGG_FUNCS: dict[type[exp.Expr], AggFunc] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+}
+UNSUPPORTED_AGGS = (exp.AggFunc,)
+
+
+@dataclass
+class _Rel:
+    """A planned relation: its scan, steps so far and output columns."""
+
+    scan: Scan
+    steps: list[Step]
+    columns: tuple[str, ...]
+    rowtime: str | None
+    aliases: set[str] = field(default_factory=set)
+    #: a window TVF not yet consumed by a GROUP BY: (spec, time column)
+    window: tuple[WindowSpec, str] | None = None
+
+
+# --------------------------------------------------------------------------- planner
+
+
+class _Planner:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.tables = script.tables
+        self.views = {name: v.query for name, v in script.views.items()}
+        self.settings = script.settings
+
+    # errors ----------------------------------------------------------------
+    def error(self, message: str, node: exp.Expr | None = None) -> SqlError:
+        line, col = _where(node)
+        return SqlError(message, line=line, column=col, source=self.script.source)
+
+    def unsupported(self, what: str, node: exp.Expr | None = None) -> SqlError:
+        line, col = _where(node)
+        return UnsupportedSqlError(
+            f"{what} is not supported yet", line=line, column=col, source=self.script.source
+        )
+
+    # pipelines -------------------------------------------------------------
+    def pipeline(self, insert: Insert, name: str) -> Pipeline:
+        line = insert.position.line if insert.position else None
+        col = insert.position.column if insert.position else None
+        sink_table = self.tables.get(insert.table)
+        if sink_table is None:
+            known = list(self.tables)
+            raise SqlError(
+                f"INSERT INTO unknown table '{insert.table}'{did_you_mean(insert.table, known)}",
+                line=line,
+                column=col,
+                source=self.script.source,
+            )
+        rel = self.query(insert.query, {})
+        if rel.window is not None:
+            raise self.unsupported(
+                "a window TVF without GROUP BY window_start, window_end", insert.query
+            )
+        physical = [c.name for c in sink_table.physical]
+        targets = list(insert.columns) or physical
+        for t in targets:
+            if t not in physical:
+                raise SqlError(
+                    f"table '{sink_table.name}' has no column '{t}'{did_you_mean(t, physical)}",
+                    line=line,
+                    column=col,
+                    source=self.script.source,
+                )
+        if len(targets) != len(rel.columns):
+            raise SqlError(
+                f"INSERT INTO {sink_table.name}: the query produces {len(rel.columns)} "
+                f"columns ({', '.join(rel.columns)}) but the sink expects {len(targets)} "
+                f"({', '.join(targets)})",
+                line=line,
+                column=col,
+                source=self.script.source,
+            )
+        return Pipeline(
+            name, rel.scan, tuple(rel.steps), SinkNode(sink_table, tuple(targets)), line
+        )
+
+    # relations -------------------------------------------------------------
+    def query(self, q: exp.Expr, ctes: dict[str, exp.Expr]) -> _Rel:
+        if isinstance(q, exp.Subquery):
+            return self.query(q.this, ctes)
+        if isinstance(q, exp.SetOperation):
+            raise self.unsupported(f"{q.key.upper()} of queries", q)
+        if not isinstance(q, exp.Select):
+            raise self.unsupported(f"a {q.key.upper()} query", q)
+        self.refuse(q)
+        with_ = q.args.get("with") or q.args.get("with_")
+        if with_ is not None:
+            ctes = dict(ctes)
+            for cte in with_.expressions:
+                ctes[cte.alias] = cte.this
+        from_ = q.args.get("from") or q.args.get("from_")
+        if from_ is None:
+            raise self.unsupported("a SELECT without FROM", q)
+        rel = self.relation(from_.this, ctes)
+        group = q.args.get("group")
+        has_agg = any(
+            isinstance(n, exp.AggFunc) for e in q.expressions for n in e.find_all(exp.AggFunc)
+        )
+        if rel.window is not None:
+            if group is None:
+                raise self.unsupported(
+                    "a window TVF without GROUP BY window_start, window_end", from_.this
+                )
+            return self.window_agg(q, rel, rel.window[0], rel.window[1], legacy=False)
+        if group is not None:
+            legacy = [g for g in group.expressions if _fname(g) in LEGACY_WINDOWS]
+            if not legacy:
+                raise self.unsupported("GROUP BY without a window (an updating aggregation)", group)
+            if len(legacy) > 1:
+                raise self.error("GROUP BY may contain only one group window", legacy[1])
+            spec, time_col = self.legacy_spec(legacy[0], rel)
+            return self.window_agg(q, rel, spec, time_col, legacy=True)
+        if has_agg or q.args.get("having") is not None:
+            raise self.unsupported("an aggregation without GROUP BY window (an updating result)", q)
+        return self.calc(q, rel)
+
+    def refuse(self, q: exp.Select) -> None:
+        """Refuse, by name, the valid Flink SQL that needs operators we do not have yet."""
+        for join in q.args.get("joins") or ():
+            raise self.unsupported("JOIN", join)
+        if q.args.get("distinct") is not None:
+            raise self.unsupported("SELECT DISTINCT", q)
+        for key, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET")):
+            if q.args.get(key) is not None:
+                raise self.unsupported(what, q.args[key])
+        for e in q.expressions:
+            for w in e.find_all(exp.Window):
+                raise self.unsupported("an OVER window", w)
+            for s in e.find_all(exp.Subquery, exp.Exists):
+                raise self.unsupported("a subquery in an expression", s)
+        where = q.args.get("where")
+        if where is not None:
+            for s in where.find_all(exp.Subquery, exp.Exists, exp.Select):
+                raise self.unsupported("a subquery in WHERE", s)
+        match = getattr(exp, "MatchRecognize", None)
+        if match is not None:
+            for m in q.find_all(match):
+                raise self.unsupported("MATCH_RECOGNIZE", m)
+        for lat in q.find_all(exp.Lateral, exp.Unnest):
+            raise self.unsupported(lat.key.upper(), lat)
+
+    def relation(self, node: exp.Expression, ctes: dict[str, exp.Expr]) -> _Rel:
+        match_ = getattr(exp, "MatchRecognize", None)
+        if match_ is not None and isinstance(node, match_):
+            raise self.unsupported("MATCH_RECOGNIZE", node)
+        if isinstance(node, WindowTVF):
+            return self.window_tvf(node, ctes)
+        if isinstance(node, exp.Subquery):
+            rel = self.query(node.this, ctes)
+            rel.aliases = {node.alias} if node.alias else set()
+            return rel
+        if isinstance(node, exp.Table):
+            if node.args.get("joins"):
+                raise self.unsupported("JOIN", node)
+            name = node.name
+            alias = node.alias or name
+            if name in ctes:
+                rel = self.query(ctes[name], ctes)
+            elif name in self.views:
+                rel = self.query(self.views[name], {})
+            elif name in self.tables:
+                rel = self.scan(self.tables[name])
+            else:
+                known = [*ctes, *self.views, *self.tables]
+                raise self.error(f"unknown table '{name}'{did_you_mean(name, known)}", node)
+            rel.aliases = {alias, name}
+            return rel
+        raise self.unsupported(f"{node.key.upper()} in FROM", node)
+
+    def scan(self, table: CreateTable) -> _Rel:
+        names = tuple(c.name for c in table.columns)
+        computed_sql = None
+        if any(c.computed for c in table.columns):
+            phys = {c.name for c in table.physical}
+            items = []
+            for c in table.columns:
+                if c.expr is None:
+                    items.append(_quote(c.name))
+                    continue
+                for ref in c.expr.find_all(exp.Column):
+                    if ref.name not in phys:
+                        raise self.error(
+                            f"computed column '{c.name}' of '{table.name}' refers to "
+                            f"'{ref.name}', which is not a physical column"
+                            f"{did_you_mean(ref.name, phys)}",
+                            ref,
+                        )
+                items.append(f"{to_duckdb(_unqualified(c.expr))} AS {_quote(c.name)}")
+            computed_sql = f"SELECT {', '.join(items)} FROM {BATCH}"
+        wm = table.watermark
+        rowtime = wm.column if wm else None
+        if wm is not None and wm.column not in names:
+            raise self.error(
+                f"WATERMARK FOR unknown column '{wm.column}'{did_you_mean(wm.column, names)}",
+                wm.expr,
+            )
+        wm_sql = None
+        if wm is not None and wm.delay_ms is None:
+            for ref in wm.expr.find_all(exp.Column):
+                if ref.name not in names:
+                    raise self.error(f"unknown column '{ref.name}' in WATERMARK", ref)
+            wm_sql = f"SELECT max({to_duckdb(_unqualified(wm.expr))}) AS wm FROM {BATCH}"
+        idle = table.options.get("scan.watermark.idle-timeout") or self.settings.get(
+            "table.exec.source.idle-timeout"
+        )
+        scan = Scan(
+            table=table,
+            columns=names,
+            computed_sql=computed_sql,
+            rowtime=rowtime,
+            watermark_delay_ms=wm.delay_ms if wm else None,
+            watermark_sql=wm_sql,
+            idle_timeout_ms=parse_duration_ms(idle) if idle else None,
+        )
+        return _Rel(scan, [], names, rowtime)
+
+    def window_tvf(self, node: WindowTVF, ctes: dict[str, exp.Expr]) -> _Rel:
+        rel = self.relation(node.this, ctes)
+        time_col = str(node.args["time_col"])
+        if time_col not in rel.columns:
+            raise self.error(
+                f"unknown column '{time_col}' in DESCRIPTOR{did_you_mean(time_col, rel.columns)}",
+                node,
+            )
+        if time_col != rel.rowtime:
+            raise self.error(
+                f"column '{time_col}' is not a time attribute: windows need an event-time "
+                "column with a WATERMARK",
+                node,
+            )
+        kind = node.kind
+        a = node.args
+        offset = int(a.get("offset_ms") or 0)
+        if kind == "TUMBLE":
+            spec = WindowSpec.tumble(int(a["size_ms"]), offset)
+        elif kind == "HOP":
+            spec = WindowSpec.hop(int(a["size_ms"]), int(a["slide_ms"]), offset)
+        elif kind == "CUMULATE":
+            spec = WindowSpec.cumulate(int(a["size_ms"]), int(a["step_ms"]), offset)
+        else:
+            part = tuple(str(p) for p in a.get("partition_by") or ())
+            for p in part:
+                if p not in rel.columns:
+                    raise self.error(
+                        f"unknown column '{p}' in PARTITION BY{did_you_mean(p, rel.columns)}", node
+                    )
+            spec = WindowSpec.session(int(a["gap_ms"]), part)
+        out = _Rel(
+            rel.scan,
+            rel.steps,
+            rel.columns + WINDOW_COLUMNS,
+            rel.rowtime,
+            {str(a["alias"])} if a.get("alias") else set(),
+            (spec, time_col),
+        )
+        return out
+
+    def legacy_spec(self, node: exp.Expression, rel: _Rel) -> tuple[WindowSpec, str]:
+        kind = _fname(node)
+        args = _args(node)
+        want = {"TUMBLE": 2, "HOP": 3, "SESSION": 2}[kind]
+        if len(args) != want:
+            raise self.error(f"{kind} group window takes {want} arguments, found {len(args)}", node)
+        ts = args[0]
+        if not isinstance(ts, exp.Column) or ts.name not in rel.columns:
+            raise self.error(f"{kind}'s first argument must be a time attribute column", node)
+        if ts.name != rel.rowtime:
+            raise self.error(
+                f"column '{ts.name}' is not a time attribute: windows need an event-time "
+                "column with a WATERMARK",
+                ts,
+            )
+        ms = [interval_ms(a) for a in args[1:]]
+        if kind == "TUMBLE":
+            return WindowSpec.tumble(ms[0]), ts.name
+        if kind == "HOP":  # legacy HOP(ts, slide, size)
+            return WindowSpec.hop(ms[1], ms[0]), ts.name
+        return WindowSpec.session(ms[0]), ts.name
+
+    # column checks ---------------------------------------------------------
+    def check_columns(self, node: exp.Expression, rel: _Rel) -> None:
+        for col in node.find_all(exp.Column):
+            if col.table and col.table not in rel.aliases and col.table in rel.columns:
+                col.meta["row_field"] = True  # a ROW field: ``page.url``
+                continue
+            if col.table and rel.aliases and col.table not in rel.aliases:
+                raise self.error(
+                    f"unknown table alias '{col.table}'{did_you_mean(col.table, rel.aliases)}",
+                    col,
+                )
+            if col.name not in rel.columns:
+                raise self.error(
+                    f"unknown column '{col.name}'{did_you_mean(col.name, rel.columns)}", col
+                )
+
+    def expand(self, q: exp.Select, rel: _Rel) -> list[exp.Expression]:
+        """The SELECT list with ``*`` and ``t.*`` expanded to the relation's columns."""
+        items: list[exp.Expression] = []
+        for e in q.expressions:
+            star = isinstance(e, exp.Star) or (
+                isinstance(e, exp.Column) and isinstance(e.this, exp.Star)
+            )
+            if star:
+                items.extend(exp.column(c, quoted=not c.isidentifier()) for c in rel.columns)
+            else:
+                items.append(e)
+        return items
+
+    # stateless -------------------------------------------------------------
+    def calc(self, q: exp.Select, rel: _Rel) -> _Rel:
+        items = self.expand(q, rel)
+        where = q.args.get("where")
+        for e in items:
+            self.check_columns(e, rel)
+        if where is not None:
+            self.check_columns(where.this, rel)
+        names = self.names(items)
+        rowtime = None
+        for e, n in zip(items, names, strict=True):
+            inner = e.this if isinstance(e, exp.Alias) else e
+            if isinstance(inner, exp.Column) and inner.name == rel.rowtime:
+                rowtime = n
+        sql = _select_sql(items, names, where.this if where is not None else None)
+        detail = _flink_detail(items, where.this if where is not None else None)
+        steps = [*rel.steps, Calc(sql, tuple(names), "Calc", detail)]
+        return _Rel(rel.scan, steps, tuple(names), rowtime)
+
+    def names(self, items: list[exp.Expression]) -> list[str]:
+        names = [_output_name(e, i) for i, e in enumerate(items)]
+        seen: set[str] = set()
+        for e, n in zip(items, names, strict=True):
+            if n in seen:
+                raise self.error(f"duplicate output column '{n}': give it an alias", e)
+            seen.add(n)
+        return names
+
+    # windowed aggregation --------------------------------------------------
+    def window_agg(
+        self, q: exp.Select, rel: _Rel, spec: WindowSpec, time_col: str, *, legacy: bool
+    ) -> _Rel:
+        group = q.args["group"]
+        where = q.args.get("where")
+        having = q.args.get("having")
+        base_cols = tuple(c for c in rel.columns if c not in WINDOW_COLUMNS or legacy)
+        base = replace(rel, columns=base_cols)
+        if where is not None:
+            self.check_columns(where.this, rel if not legacy else base)
+            for c in where.this.find_all(exp.Column):
+                if c.name in WINDOW_COLUMNS and not legacy:
+                    raise self.unsupported("a filter on window columns before aggregation", c)
+
+        # group keys (window columns of a TVF are the window itself)
+        keys: list[tuple[str, exp.Expression]] = []
+        seen_window: set[str] = set()
+        for g in group.expressions:
+            if legacy and _fname(g) in LEGACY_WINDOWS:
+                continue
+            if not legacy and isinstance(g, exp.Column) and g.name in WINDOW_COLUMNS:
+                seen_window.add(g.name)
+                continue
+            self.check_columns(g, base)
+            kname = g.name if isinstance(g, exp.Column) else f"_k{len(keys)}"
+            keys.append((kname, g))
+        if not legacy and not {"window_start", "window_end"} <= seen_window:
+            raise self.error(
+                "a window aggregation must GROUP BY window_start, window_end (and keys)", group
+            )
+        for p in spec.partition_by:
+            if p not in [k for k, _ in keys]:
+                raise self.error(
+                    f"SESSION window PARTITION BY column '{p}' must also be in GROUP BY", group
+                )
+
+        # aggregates and their pre-computed arguments
+        aggs: list[AggSpec] = []
+        pre: list[tuple[str, exp.Expression]] = [
+            (time_col, exp.column(time_col, quoted=not time_col.isidentifier()))
+        ]
+        pre += keys
+        by_sql: dict[str, str] = {}
+
+        def take_agg(node: exp.Expression) -> exp.Expression:
+            agg, flt = (
+                (node.this, node.expression.this) if isinstance(node, exp.Filter) else (node, None)
+            )
+            assert isinstance(agg, exp.Func)
+            key = node.sql()
+            if key in by_sql:
+                return exp.column(by_sql[key], quoted=not by_sql[key].isidentifier())
+            func = AGG_FUNCS.get(type(agg))
+            if func is None:
+                raise self.unsupported(f"the aggregate function {agg.sql_name()}", agg)
+            arg_node = agg.this
+            arg: str | None = None
+            if isinstance(arg_node, exp.Distinct):
+                if func != "count" or len(arg_node.expressions) != 1:
+                    raise self.unsupported(f"{agg.sql_name()}(DISTINCT …)", agg)
+                func = "count_distinct"
+                arg_node = arg_node.expressions[0]
+            if isinstance(arg_node, exp.Star) or (func == "count" and arg_node is None):
+                func = "count_star"
+            else:
+                if arg_node is None:
+                    raise self.error(f"{agg.sql_name()} needs an argument", agg)
+                for inner in arg_node.find_all(exp.AggFunc):
+                    raise self.error("aggregate functions cannot be nested", inner)
+                self.check_columns(arg_node, base)
+                arg = f"_a{len(aggs)}"
+                pre.append((arg, arg_node))
+            fname = None
+            if flt is not None:
+                self.check_columns(flt, base)
+                fname = f"_f{len(aggs)}"
+                pre.append((fname, flt))
+            name = f"_g{len(aggs)}"
+            aggs.append(AggSpec(name, func, arg, fname))
+            by_sql[key] = name
+            return exp.column(name, quoted=not name.isidentifier())
+
+        key_sql = {g.sql(): k for k, g in keys if not isinstance(g, exp.Column)}
+
+        def rewrite(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Filter) and isinstance(node.this, exp.AggFunc):
+                return take_agg(node)
+            if isinstance(node, exp.AggFunc):
+                return take_agg(node)
+            if node.sql() in key_sql:
+                return exp.column(key_sql[node.sql()], quoted=True)
+            if legacy:
+                fname = _fname(node)
+                for kind in LEGACY_WINDOWS:
+                    if fname.startswith(kind + "_"):
+                        aux = fname[len(kind) + 1 :]
+                        if aux not in LEGACY_AUX:
+                            raise self.unsupported(fname, node)
+                        return exp.column(
+                            LEGACY_AUX[aux], quoted=not LEGACY_AUX[aux].isidentifier()
+                        )
+            return node
+
+        items = self.expand(q, rel) if not legacy else self.expand(q, base)
+        names = self.names(items)
+        rewritten = [e.transform(rewrite) for e in items]
+        having_rw = having.this.transform(rewrite) if having is not None else None
+        out_cols = (*WINDOW_COLUMNS, *(k for k, _ in keys), *(a.name for a in aggs))
+        allowed = set(out_cols)
+        originals = [*items, *([having.this] if having is not None else [])]
+        results = [*rewritten, *([having_rw] if having_rw is not None else [])]
+        for orig, e in zip(originals, results, strict=True):
+            for col in e.find_all(exp.Column):
+                if col.name in allowed:
+                    continue
+                bad = next((c for c in orig.find_all(exp.Column) if c.name == col.name), col)
+                self.check_columns(bad, base)
+                raise self.error(
+                    f"column '{col.name}' is neither in GROUP BY nor inside an aggregate function",
+                    bad,
+                )
+        pre_names = [n for n, _ in pre]
+        pre_sql = _select_sql(
+            [e for _, e in pre], pre_names, where.this if where is not None else None
+        )
+        pre_calc = Calc(
+            pre_sql,
+            tuple(pre_names),
+            "Calc",
+            _flink_detail(
+                [exp.alias_(e, n) for n, e in pre], where.this if where is not None else None
+            ),
+        )
+        post_sql = _select_sql(rewritten, names, having_rw)
+        post_calc = Calc(post_sql, tuple(names), "Calc", _flink_detail(rewritten, having_rw, names))
+        step = WindowAgg(
+            spec, time_col, tuple(k for k, _ in keys), tuple(aggs), pre_calc, post_calc
+        )
+        rowtime = None
+        for e, n in zip(rewritten, names, strict=True):
+            inner = e.this if isinstance(e, exp.Alias) else e
+            if isinstance(inner, exp.Column) and inner.name == "window_time":
+                rowtime = n
+        return _Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
+
+
+def _select_sql(
+    items: Iterable[exp.Expr], names: Iterable[str], where: exp.Expression | None
+) -> str:
+    cols = []
+    for e, n in zip(items, names, strict=True):
+        inner = e.this if isinstance(e, exp.Alias) else e
+        cols.append(f"{to_duckdb(_unqualified(inner))} AS {_quote(n)}")
+    sql = f"SELECT {', '.join(cols)} FROM {BATCH}"
+    if where is not None:
+        sql += f" WHERE {to_duckdb(_unqualified(where))}"
+    return sql
+
+
+def _flink_detail(
+    items: Iterable[exp.Expr], where: exp.Expression | None, names: Iterable[str] = ()
+) -> str:
+    sel = ", ".join(e.sql() for e in items)
+    return f"select=[{sel}]" + (f", where=[{where.sql()}]" if where is not None else "")
+
+
+def parse_duration_ms(text: str) -> int:
+    """A Flink duration (``10 s``, ``500ms``, ``1 min``, ``2h``, a bare number = ms) in ms.
+
+    >>> parse_duration_ms("10 s"), parse_duration_ms("1min"), parse_duration_ms("250")
+    (10000, 60000, 250)
+    """
+    import re
+
+    units = {
+        "ms": 1,
+        "milli": 1,
+        "millis": 1,
+        "millisecond": 1,
+        "milliseconds": 1,
+        "s": 1000,
+        "sec": 1000,
+        "secs": 1000,
+        "second": 1000,
+        "seconds": 1000,
+        "min": 60_000,
+        "m": 60_000,
+        "mins": 60_000,
+        "minute": 60_000,
+        "minutes": 60_000,
+        "h": 3_600_000,
+        "hour": 3_600_000,
+        "hours": 3_600_000,
+        "d": 86_400_000,
+        "day": 86_400_000,
+        "days": 86_400_000,
+    }
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or (m.group(2) and m.group(2).lower() not in units):
+        raise SqlError(f"expected a duration such as '10 s', '500 ms' or '1 min', found {text!r}")
+    return int(float(m.group(1)) * units[m.group(2).lower() or "ms"])

@@ -1,0 +1,99 @@
+"""``EXPLAIN`` for a planned job: each pipeline as a tree, sink at the top, like Flink's.
+
+>>> from fluvial.stream.ops.spec import WindowSpec
+>>> _window(WindowSpec.hop(60_000, 10_000))
+'HOP(size=[1 min], slide=[10 s])'
+"""
+
+from __future__ import annotations
+
+from fluvial.stream.ops.spec import WindowSpec
+from fluvial.stream.plan.nodes import Calc, Job, Pipeline, Scan, WindowAgg
+
+__all__ = ["explain"]
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size} {unit}"
+    return f"{ms} ms"
+
+
+def _window(spec: WindowSpec) -> str:
+    if spec.kind == "tumble":
+        parts = [f"size=[{_duration(spec.size_ms)}]"]
+    elif spec.kind == "hop":
+        parts = [f"size=[{_duration(spec.size_ms)}]", f"slide=[{_duration(spec.slide_ms)}]"]
+    elif spec.kind == "cumulate":
+        parts = [f"max_size=[{_duration(spec.size_ms)}]", f"step=[{_duration(spec.step_ms)}]"]
+    else:
+        parts = [f"gap=[{_duration(spec.gap_ms)}]"]
+        if spec.partition_by:
+            parts.append(f"partition_by=[{', '.join(spec.partition_by)}]")
+    if spec.offset_ms:
+        parts.append(f"offset=[{_duration(spec.offset_ms)}]")
+    return f"{spec.kind.upper()}({', '.join(parts)})"
+
+
+def _scan_lines(scan: Scan) -> list[str]:
+    t = scan.table
+    lines = []
+    if t.watermark is not None:
+        lines.append(
+            f"WatermarkAssigner(rowtime=[{t.watermark.column}], watermark=[{t.watermark.expr.sql()}])"
+        )
+    computed = [c for c in t.columns if c.expr is not None]
+    if computed:
+        lines.append(
+            "Calc(select=["
+            + ", ".join(
+                c.name if c.expr is None else f"{c.expr.sql()} AS {c.name}" for c in t.columns
+            )
+            + "])"
+        )
+    connector = t.options.get("connector", "?")
+    fields = ", ".join(c.name for c in t.physical)
+    lines.append(f"TableSourceScan(table=[{t.name}], connector=[{connector}], fields=[{fields}])")
+    return lines
+
+
+def _pipeline_lines(p: Pipeline) -> list[str]:
+    """Top-down: sink first, source last."""
+    lines = [f"Sink(table=[{p.sink.table.name}], fields=[{', '.join(p.sink.targets)}])"]
+    for step in reversed(p.steps):
+        if isinstance(step, Calc):
+            lines.append(f"{step.what}({step.detail})")
+            continue
+        assert isinstance(step, WindowAgg)
+        lines.append(f"Calc({step.post.detail})")
+        aggs = ", ".join(
+            (
+                f"{a.func.upper().replace('_STAR', '(*)').replace('_DISTINCT', ' DISTINCT')}"
+                f"{'' if a.arg is None else f'({a.arg})'}"
+                f"{'' if a.filter is None else f' FILTER {a.filter}'} AS {a.name}"
+            )
+            for a in step.aggs
+        )
+        lines.append(
+            f"WindowAggregate(groupBy=[{', '.join(step.keys)}], "
+            f"window=[{_window(step.spec)} ON {step.time_col}], select=[{aggs}])"
+        )
+        lines.append(f"Calc({step.pre.detail})")
+    lines.extend(_scan_lines(p.scan))
+    return lines
+
+
+def explain(job: Job) -> str:
+    """The job's operator plan as indented trees, one per INSERT."""
+    out = [f"== Job {job.name}: {len(job.pipelines)} pipeline(s) =="]
+    for p in job.pipelines:
+        where = f" (line {p.line})" if p.line else ""
+        out.append("")
+        out.append(f"-- {p.name}{where}")
+        for depth, line in enumerate(_pipeline_lines(p)):
+            out.append(("   " * (depth - 1) + "+- " if depth else "") + line)
+    if job.settings:
+        out.append("")
+        out.append("SET " + ", ".join(f"{k}={v}" for k, v in job.settings.items()))
+    return "\n".join(out)

@@ -1,0 +1,101 @@
+"""The operator plan of a stream job: plain, frozen data that the runtime executes.
+
+A :class:`Job` is a statement set: one :class:`Pipeline` per ``INSERT INTO``. A pipeline
+is a linear chain (no joins yet): a :class:`Scan` of one source table, then
+:class:`Calc` and :class:`WindowAgg` steps, then a :class:`SinkNode`. Every expression is
+already DuckDB SQL text over a relation named ``batch`` (built once, at plan time), so
+running a step is one query per micro-batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fluvial.stream.ops.spec import AggSpec, WindowSpec
+from fluvial.stream.sql.ast import CreateTable
+
+__all__ = ["BATCH", "Calc", "Job", "Pipeline", "Scan", "SinkNode", "Step", "WindowAgg"]
+
+#: the name every step's SQL reads its input as
+BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Read a source table; add its computed columns and compute its watermark.
+
+    ``computed_sql`` adds the computed columns (None when there are none);
+    ``watermark_sql`` selects the per-row watermark candidate when the watermark is not
+    the plain ``rowtime - delay`` (then ``watermark_delay_ms`` is used, vectorized).
+    """
+
+    table: CreateTable
+    columns: tuple[str, ...]
+    computed_sql: str | None = None
+    rowtime: str | None = None
+    watermark_delay_ms: int | None = None
+    watermark_sql: str | None = None
+    idle_timeout_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Calc:
+    """A stateless projection and filter: ``SELECT … FROM batch WHERE …``."""
+
+    sql: str
+    columns: tuple[str, ...]
+    what: str = "Calc"  # a label for EXPLAIN
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class WindowAgg:
+    """An event-time window aggregation.
+
+    ``pre`` computes, per input row, the time column, the group keys and the aggregate
+    arguments / FILTER predicates (``_a0``, ``_f0``…); the operator groups by window and
+    keys; ``post`` (the outer SELECT and HAVING) runs on the windows it emits.
+    """
+
+    spec: WindowSpec
+    time_col: str
+    keys: tuple[str, ...]
+    aggs: tuple[AggSpec, ...]
+    pre: Calc
+    post: Calc
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.post.columns
+
+
+Step = Calc | WindowAgg
+
+
+@dataclass(frozen=True)
+class SinkNode:
+    """Write to a sink table: output columns map to the table's columns by position."""
+
+    table: CreateTable
+    #: the sink's physical columns written, in the order of the query's output columns
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One ``INSERT INTO``: a source, its steps, a sink."""
+
+    name: str
+    scan: Scan
+    steps: tuple[Step, ...]
+    sink: SinkNode
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A pipeline file, planned: its pipelines and its ``SET`` options."""
+
+    name: str
+    pipelines: tuple[Pipeline, ...]
+    settings: dict[str, str] = field(default_factory=dict)
