@@ -129,3 +129,24 @@ def test_unknown_function_did_you_mean() -> None:
     ) as info:
         to_duckdb(parse_query("SELECT\n  SPLIT_INDX(s, ',', 1) FROM t"))
     assert (info.value.line, info.value.column) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "sql_type", "expected"),
+    [
+        ("CAST(71.6 AS DOUBLE)", "INT", 71),
+        ("CAST(-71.6 AS DOUBLE)", "INT", -71),
+        ("CAST(2.5 AS DECIMAL(10, 2))", "BIGINT", 2),
+        ("CAST(-2.5 AS DECIMAL(10, 2))", "SMALLINT", -2),
+        ("'12'", "INT", 12),
+        ("CAST(9007199254740993 AS BIGINT)", "BIGINT", 9007199254740993),
+    ],
+)
+def test_cast_to_integers_truncates_toward_zero(value: str, sql_type: str, expected: int) -> None:
+    """Flink (Java) truncates; DuckDB's own CAST would round 71.6 to 72."""
+    import duckdb
+
+    from fluvial.stream.sql import parse_query, to_duckdb
+
+    sql = to_duckdb(parse_query(f"SELECT CAST({value} AS {sql_type}) AS v"))
+    assert duckdb.connect().execute(sql).fetchone() == (expected,)

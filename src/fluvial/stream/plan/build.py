@@ -10,7 +10,7 @@ aggregations) is refused by name with :class:`UnsupportedSqlError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from sqlglot import exp
 
 from fluvial.errors import SqlError, UnsupportedSqlError, did_you_mean
 from fluvial.stream.ops.spec import AggFunc, AggSpec, WindowSpec
+from fluvial.stream.plan.fuse import fuse_job
 from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, Scan, SinkNode, Step, WindowAgg
 from fluvial.stream.sql import interval_ms, to_duckdb
 from fluvial.stream.sql.ast import CreateTable, Insert, Script, WindowTVF
@@ -31,6 +32,10 @@ LEGACY_WINDOWS = ("TUMBLE", "HOP", "SESSION")
 IDLE_TIMEOUT_KEYS = ("scan.watermark.idle-timeout", "table.exec.source.idle-timeout")
 
 
+#: plan rewrites applied in order after planning (each one function, one module)
+PASSES: tuple[Callable[[Job], Job], ...] = (fuse_job,)
+
+
 def build_job(script: Script, name: str | None = None) -> Job:
     """Plan every INSERT of *script* (raises :class:`SqlError` at the offending place)."""
     planner = _Planner(script)
@@ -41,7 +46,10 @@ def build_job(script: Script, name: str | None = None) -> Job:
         )
     job_name = name or (Path(script.source).stem if script.source else "pipeline")
     pipelines = tuple(planner.pipeline(ins, f"{job_name}.{i}") for i, ins in enumerate(inserts))
-    return Job(job_name, pipelines, dict(script.settings))
+    job = Job(job_name, pipelines, dict(script.settings))
+    for rewrite in PASSES:
+        job = rewrite(job)
+    return job
 
 
 # --------------------------------------------------------------------------- helpers
@@ -292,6 +300,9 @@ class _Planner:
                     items.append(_quote(c.name))
                     continue
                 for ref in c.expr.find_all(exp.Column):
+                    if ref.table and ref.table in phys:
+                        ref.meta["row_field"] = True  # ``person.dateTime``: a ROW field
+                        continue
                     if ref.name not in phys:
                         raise self.error(
                             f"computed column '{c.name}' of '{table.name}' refers to "

@@ -219,6 +219,25 @@ def _where(node: exp.Expression) -> dict[str, Any]:
     return {"line": line, "column": max(1, col - len(name) + 1)}
 
 
+_INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
+
+
+def _truncating_cast(arg: str, target: str) -> str:
+    """CAST to an integer type truncating toward zero, as Flink (and Java) do.
+
+    DuckDB rounds ``CAST(71.6 AS INTEGER)`` to 72; Flink gives 71. The operand's type is not
+    known here, but DuckDB folds ``typeof()`` when it binds the query, so the CASE costs
+    nothing per row and only the branch for the actual type runs.
+    """
+    return (
+        f"(CASE WHEN typeof({arg}) IN ('DOUBLE', 'FLOAT') "
+        f"THEN CAST(trunc(TRY_CAST({arg} AS DOUBLE)) AS {target}) "
+        f"WHEN typeof({arg}) LIKE 'DECIMAL%' "
+        f"THEN CAST(trunc(TRY_CAST({arg} AS DECIMAL(38, 9))) AS {target}) "
+        f"ELSE CAST({arg} AS {target}) END)"
+    )
+
+
 def _translate(node: exp.Expression) -> exp.Expression:
     for child in list(node.iter_expressions()):
         _translate(child)
@@ -234,7 +253,10 @@ def _one(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Cast):
         to = node.args["to"]
         if isinstance(to, exp.DataType) and to.this != exp.DType.USERDEFINED:
-            node.set("to", exp.DataType.build(duckdb_type(from_sqlglot(to)), dialect="duckdb"))
+            target = duckdb_type(from_sqlglot(to))
+            if target in _INTEGER_TYPES and not isinstance(node, exp.TryCast):
+                return _raw(_truncating_cast(node.this.sql("duckdb"), target))
+            node.set("to", exp.DataType.build(target, dialect="duckdb"))
         return node
     if isinstance(node, exp.Interval):
         return _raw(f"INTERVAL '{interval_ms(node)}' MILLISECOND")
