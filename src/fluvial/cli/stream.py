@@ -1,15 +1,25 @@
-"""``fluvial stream``: run and explain stream pipelines written in Flink SQL."""
+"""``fluvial stream``: run, explain and watch stream pipelines written in Flink SQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from fluvial.cli._common import JsonOpt, ProjectOpt, console, err_console, open_project, print_json
+from fluvial.cli._common import (
+    JsonOpt,
+    ProjectOpt,
+    console,
+    err_console,
+    open_project,
+    print_json,
+    print_rows,
+)
 from fluvial.errors import UsageError
 
 __all__ = ["app"]
@@ -31,23 +41,34 @@ def run(
         help="Stop once every source is drained (files read, topics at their end offsets), "
         "after firing every open window.",
     ),
-    start: str = typer.Option(
-        "earliest",
+    start: str | None = typer.Option(
+        None,
         "--from",
-        help="Where to start: earliest | latest (sources without a checkpoint) | "
-        "checkpoint (resume from the newest checkpoint).",
+        help="Where to start: earliest (the default) | latest (sources without a "
+        "checkpoint) | checkpoint (resume from the newest checkpoint; never implicit).",
     ),
     project_dir: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline file: every INSERT INTO, until stopped (Ctrl-C) or --until-idle."""
     from fluvial.stream.job import load_job
-    from fluvial.stream.runtime import PipelineStats, run_job
+    from fluvial.stream.runtime import PipelineStats, latest_checkpoint, run_job
 
-    if start not in START_CHOICES:
+    if start is not None and start not in START_CHOICES:
         raise UsageError(f"--from must be one of {', '.join(START_CHOICES)}; found {start!r}")
     job = load_job(file)
     project = open_project(project_dir)
+    if start is None:
+        # like Flink, a run resumes only when told to; say so when it could have
+        start = "earliest"
+        found = latest_checkpoint(project, job.name)
+        if found is not None:
+            age = max(0.0, (time.time() * 1000 - found[1]) / 1000)
+            err_console.print(
+                f"hint: job {job.name} has checkpoint {found[0]} ({age:,.0f} s old); "
+                "starting from the earliest offsets — pass --from checkpoint to resume it",
+                highlight=False,
+            )
     stop = threading.Event()
 
     def progress(stats: list[PipelineStats]) -> None:
@@ -93,3 +114,52 @@ def explain(file: Path = FileArg) -> None:
     from fluvial.stream.plan.explain import explain as render
 
     console.print(render(load_job(file)), highlight=False, markup=False)
+
+
+STATUS_COLUMNS = (
+    "job",
+    "pipeline",
+    "state",
+    "watermark",
+    "rows_in",
+    "rows_out",
+    "late_rows",
+    "checkpoint_id",
+    "checkpoint_age_s",
+    "state_bytes",
+)
+
+
+def _watermark_text(ms: int | None) -> str | None:
+    from fluvial.stream.runtime import MAX_WATERMARK, MIN_WATERMARK
+
+    if ms is None or ms <= MIN_WATERMARK:
+        return None
+    if ms >= MAX_WATERMARK:
+        return "end"
+    return (
+        dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+        .replace(tzinfo=None)
+        .isoformat(timespec="milliseconds")
+    )
+
+
+@app.command("status")
+def status(
+    project_dir: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show every stream job of the project, per pipeline: state (running, finished,
+    stopped, failed, or dead when killed), watermark, rows in/out, late rows, and the
+    last checkpoint's id, age and operator state size."""
+    from fluvial.stream.status import job_status, list_jobs
+
+    project = open_project(project_dir)
+    stream_dir = project.data_dir / "stream"
+    rows = [row for job in list_jobs(stream_dir) for row in job_status(stream_dir / job)]
+    if not as_json:
+        rows = [{**r, "watermark": _watermark_text(r["watermark_ms"])} for r in rows]
+        if not rows:
+            err_console.print(f"no stream jobs have run in {project.root}", highlight=False)
+            return
+    print_rows(rows, STATUS_COLUMNS, as_json=as_json, title="stream jobs")

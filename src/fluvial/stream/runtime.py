@@ -6,20 +6,21 @@ feeds window operators, advances the watermark (the minimum over the source's sp
 never decreasing) and writes the windows it fires to the sink. Work is per micro-batch,
 never per row.
 
-Checkpoints (every ``execution.checkpointing.interval``, 10 s by default) store operator
-states, source positions and watermarks under
-``<data_dir>/stream/<job>/checkpoints/<id>`` — written to a temporary folder and renamed,
-so a checkpoint exists completely or not at all — and only then commit the sinks with
-that id. ``from_checkpoint=True`` resumes from the newest one.
+Checkpoints (every ``execution.checkpointing.interval``, 10 s by default) give
+exactly-once output: between two poll rounds the job writes every operator's state, the
+source positions, the watermarks and the rows emitted since the previous checkpoint (the
+*outbox*) to ``<data_dir>/stream/<job>/checkpoints/<id>`` (:mod:`.checkpoint`: durable and
+atomic), and only then hands each outbox to its sink and commits the sink with that id.
+``from_checkpoint=True`` loads the newest checkpoint, redoes its commit (sinks skip ids
+they have committed) and resumes after its positions. A status file
+(:mod:`.status`) is rewritten about every second.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pickle
-import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,21 +33,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluvial.errors import PipelineError
+from fluvial.stream.checkpoint import Checkpoint, CheckpointStore, PipelineState, now_ms
 from fluvial.stream.connectors.base import ConnectorContext, Sink, Source
 from fluvial.stream.ops import SessionAggregate, WatermarkTracker, WindowAggregate
 from fluvial.stream.plan.build import parse_duration_ms
 from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, SinkNode, WindowAgg
+from fluvial.stream.status import StatusWriter
 
 if TYPE_CHECKING:
     from fluvial.project import Project
 
-__all__ = ["JobResult", "PipelineStats", "conform", "run_job"]
+__all__ = [
+    "PAUSE_ENV",
+    "CheckpointStore",
+    "JobResult",
+    "PipelineStats",
+    "conform",
+    "job_dir",
+    "latest_checkpoint",
+    "run_job",
+]
 
 #: the watermark before any row, and at the end of a bounded input (flush everything)
 MIN_WATERMARK = -(2**63)
 MAX_WATERMARK = 2**63 - 1
 DEFAULT_CHECKPOINT_MS = 10_000
 CHECKPOINT_KEY = "execution.checkpointing.interval"
+#: Flink's mini-batch size bounds the rows of one poll round here
+MINI_BATCH_KEY = "table.exec.mini-batch.size"
+DEFAULT_MAX_ROWS = 65_536
+PAUSE_ENV = "FLUVIAL_STREAM_PAUSE"
 
 
 @dataclass
@@ -141,6 +157,9 @@ class _PipelineRun:
         self.con = _connect()
         self.source: Source = create_source(pipeline.scan.table, context)
         self.sink: Sink = create_sink(pipeline.sink.table, context)
+        # transactional sinks get their rows at commit time, from the checkpoint's outbox
+        self.transactional = self.sink.transactional
+        self.outbox: list[pa.Table] = []
         self.ops: dict[int, Any] = {}
         for i, step in enumerate(pipeline.steps):
             if isinstance(step, WindowAgg):
@@ -151,27 +170,74 @@ class _PipelineRun:
         self.splits: set[str] = set()
         self.floor = MIN_WATERMARK  # a restored watermark: never go back below it
         self.stats = PipelineStats(pipeline.name, pipeline.sink.table.name)
+        self.state_bytes = 0
 
     # lifecycle ---------------------------------------------------------------
-    def open(self, state: dict[str, Any] | None, checkpoint_id: int | None) -> None:
-        positions = state["positions"] if state else None
-        self.source.open(positions)
+    def open(self, state: PipelineState | None, checkpoint_id: int | None) -> None:
+        self.source.open(state.positions if state else None)
         self.sink.open(checkpoint_id)
         scan = self.p.scan
         self.splits = set(self.source.splits())
         self.tracker = WatermarkTracker(sorted(self.splits), scan.idle_timeout_ms or 0)
-        if state:
-            self.floor = state["watermark"]
-            self.stats.watermark_ms = self.floor
-            for i, snap in state["operators"].items():
-                self.ops[int(i)].restore(snap)
-                self.op_wm[int(i)] = self.floor
+        if state is None:
+            return
+        self.floor = state.watermark
+        for split, wm in state.split_watermarks.items():
+            self.splits.add(split)
+            self.tracker.add_split(split)
+            if wm is not None:
+                self.tracker.observe(split, wm)
+        for i, snap in state.operators.items():
+            self.ops[i].restore(snap)
+        for i, wm in state.operator_watermarks.items():
+            self.op_wm[i] = wm
+        self.stats.rows_in = state.counters.get("rows_in", 0)
+        self.stats.rows_out = state.counters.get("rows_out", 0)
+        self.stats.late_rows = state.counters.get("late_rows", 0)
+        self.stats.watermark_ms = self.floor if self.floor > MIN_WATERMARK else None
+        self.state_bytes = state.state_bytes
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> PipelineState:
+        """The pipeline's state between two poll rounds; takes the outbox."""
+        outbox = None
+        if self.outbox:
+            outbox = pa.concat_tables(self.outbox).combine_chunks()
+            self.outbox = []
+        splits = self.tracker.splits if self.tracker is not None else {}
+        state = PipelineState(
+            positions=self.source.positions(),
+            watermark=self.watermark(),
+            split_watermarks=splits,
+            operator_watermarks=dict(self.op_wm),
+            operators={i: op.snapshot() for i, op in self.ops.items()},
+            outbox=outbox,
+            counters={
+                "rows_in": self.stats.rows_in,
+                "rows_out": self.stats.rows_out,
+                "late_rows": self.stats.late_rows,
+            },
+        )
+        self.state_bytes = state.state_bytes
+        return state
+
+    def commit(self, checkpoint_id: int, outbox: pa.Table | None, pause: _Pauses) -> None:
+        """Hand a checkpoint's outbox to the sink and commit it under its id (a sink skips
+        an id it has committed before, so this also redoes an interrupted commit)."""
+        if outbox is not None and outbox.num_rows:
+            self.sink.write(outbox)
+        pause("committing", checkpoint_id)
+        self.sink.commit(checkpoint_id)
+
+    def status(self) -> dict[str, Any]:
+        s = self.stats
         return {
-            "positions": self.source.positions(),
-            "watermark": self.watermark(),
-            "operators": {str(i): op.snapshot() for i, op in self.ops.items()},
+            "name": s.name,
+            "sink": s.sink,
+            "rows_in": s.rows_in,
+            "rows_out": s.rows_out,
+            "late_rows": s.late_rows,
+            "watermark_ms": s.watermark_ms,
+            "state_bytes": self.state_bytes,
         }
 
     def close(self) -> None:
@@ -256,7 +322,10 @@ class _PipelineRun:
             return
         if table.num_rows:
             out = conform(table, self.p.sink, self.sink.schema)
-            self.sink.write(out)
+            if self.transactional:
+                self.outbox.append(out)  # durable in the next checkpoint, then committed
+            else:
+                self.sink.write(out)
             self.stats.rows_out += out.num_rows
 
     def advance(self, watermark: int) -> None:
@@ -282,38 +351,31 @@ class _PipelineRun:
 # --------------------------------------------------------------------------- checkpoints
 
 
-class CheckpointStore:
-    """Checkpoints of one job: ``<root>/<id>/`` holding ``state.pickle`` and ``meta.json``."""
+class _Pauses:
+    """A test hook: ``FLUVIAL_STREAM_PAUSE="step=seconds,…"`` makes the runtime announce
+    ``[pause] <step> <id>`` on stderr and sleep at that step, so kill-and-restart tests
+    can hit a precise moment. Steps: ``poll`` (after a poll round), ``checkpointed``
+    (checkpoint durable, sinks not committed), ``committing`` (a sink has its rows, its
+    commit not yet called). Unset, a call is one dict lookup."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, spec: str) -> None:
+        self.delays: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            step, _, seconds = item.partition("=")
+            try:
+                self.delays[step.strip()] = float(seconds)
+            except ValueError as exc:
+                raise PipelineError(
+                    f"{PAUSE_ENV}: expected 'step=seconds,…', found {item!r}"
+                ) from exc
 
-    def latest(self) -> int | None:
-        if not self.root.is_dir():
-            return None
-        ids = [int(p.name) for p in self.root.iterdir() if p.name.isdigit()]
-        return max(ids) if ids else None
-
-    def write(self, checkpoint_id: int, states: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{checkpoint_id}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        with open(tmp / "state.pickle", "wb") as f:
-            # operator states are Arrow tables and plain values; pickle keeps them exact
-            pickle.dump(states, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        meta = {"id": checkpoint_id, "time_ms": int(time.time() * 1000), "pipelines": list(states)}
-        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, self.root / str(checkpoint_id))
-        for old in sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())[:-3]:
-            shutil.rmtree(self.root / str(old), ignore_errors=True)  # keep the last three
-
-    def read(self, checkpoint_id: int) -> dict[str, Any]:
-        with open(self.root / str(checkpoint_id) / "state.pickle", "rb") as f:
-            states: dict[str, Any] = pickle.load(f)
-        return states
+    def __call__(self, step: str, checkpoint_id: int | None = None) -> None:
+        delay = self.delays.get(step)
+        if delay is None:
+            return
+        sys.stderr.write(f"[pause] {step} {checkpoint_id}\n")
+        sys.stderr.flush()
+        time.sleep(delay)
 
 
 def _context(project: Project | None, start: str, until_idle: bool) -> ConnectorContext:
@@ -322,6 +384,20 @@ def _context(project: Project | None, start: str, until_idle: bool) -> Connector
     if "until_idle" in names:
         kwargs["until_idle"] = until_idle
     return ConnectorContext(**kwargs)
+
+
+def job_dir(project: Project, job_name: str) -> Path:
+    """Where a job keeps its checkpoints and status: ``<data_dir>/stream/<job>``."""
+    return project.data_dir / "stream" / job_name
+
+
+def latest_checkpoint(project: Project, job_name: str) -> tuple[int, int] | None:
+    """The newest checkpoint of a job: (id, epoch ms written), or None."""
+    store = CheckpointStore(job_dir(project, job_name) / "checkpoints")
+    latest = store.latest()
+    if latest is None:
+        return None
+    return latest, int(store.meta(latest)["time_ms"])
 
 
 def run_job(
@@ -335,48 +411,82 @@ def run_job(
     stop: threading.Event | None = None,
     on_progress: Callable[[list[PipelineStats]], None] | None = None,
     progress_interval: float = 1.0,
-    max_rows: int = 65_536,
+    max_rows: int | None = None,
     poll_timeout: float = 0.05,
 ) -> JobResult:
     """Run *job* until every source is finished (``until_idle``) or *stop* is set.
 
     *start* is where sources without a checkpoint begin ("earliest" | "latest").
     Checkpoints go to *checkpoint_dir* (default ``<data_dir>/stream/<job>/checkpoints``
-    when there is a project; none otherwise).
+    when there is a project; none otherwise); ``from_checkpoint`` resumes from the newest.
+    *max_rows* bounds a poll round (default ``'table.exec.mini-batch.size'`` or 65,536).
+
+    Exactly-once: rows a pipeline emits wait in its *outbox*. A checkpoint (1) snapshots,
+    between two poll rounds, every operator, source position, watermark and the outbox,
+    durably and atomically, then (2) hands each outbox to its sink and commits the sink
+    under the checkpoint's id. A restore loads the newest checkpoint and redoes (2) —
+    sinks skip ids they committed — before processing resumes after its positions.
     """
     if start not in ("earliest", "latest"):
         raise PipelineError(f"start must be 'earliest' or 'latest', found {start!r}")
     if checkpoint_dir is None and project is not None:
-        checkpoint_dir = project.data_dir / "stream" / job.name / "checkpoints"
+        checkpoint_dir = job_dir(project, job.name) / "checkpoints"
     store = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
+    status = StatusWriter(checkpoint_dir.parent, job.name) if checkpoint_dir is not None else None
     interval_ms = parse_duration_ms(job.settings.get(CHECKPOINT_KEY, str(DEFAULT_CHECKPOINT_MS)))
-    restored: dict[str, Any] = {}
-    last_id: int | None = None
+    if max_rows is None:
+        max_rows = _mini_batch_size(job)
+    pause = _Pauses(os.environ.get(PAUSE_ENV, ""))
+    restored: Checkpoint | None = None
     if from_checkpoint:
-        last_id = store.latest() if store else None
-        if last_id is None or store is None:
+        latest = store.latest() if store else None
+        if latest is None or store is None:
             raise PipelineError(
                 f"no checkpoint to resume job '{job.name}' from"
                 + (f" in {checkpoint_dir}" if checkpoint_dir else " (no project)")
             )
-        restored = store.read(last_id)
+        restored = store.read(latest)
+    last_id = restored.id if restored is not None else None
+    last_time = restored.time_ms if restored is not None else None
     context = _context(project, start, until_idle)
     runs: list[_PipelineRun] = []
+    state = "failed"
+
+    def report(now_state: str) -> None:
+        if status is not None:
+            checkpoint = None if last_id is None else {"id": last_id, "time_ms": last_time}
+            status.write(now_state, [r.status() for r in runs], checkpoint)
+
     try:
         for p in job.pipelines:
             runs.append(_PipelineRun(p, context))
         for run in runs:
-            run.open(restored.get(run.p.name), last_id)
-        next_id = (last_id or 0) + 1
+            run.open(restored.pipelines.get(run.p.name) if restored else None, last_id)
+        if restored is not None:
+            # the newest checkpoint's commit may have been cut short: redo it (idempotent)
+            for run in runs:
+                saved = restored.pipelines.get(run.p.name)
+                run.commit(restored.id, saved.outbox if saved else None, pause)
+        # ids keep increasing across runs of the job, so a sink never skips new rows as an
+        # id it committed in an earlier run
+        used = [last_id or 0, (store.latest() or 0) if store else 0]
+        used += [int(getattr(r.sink, "last_committed", None) or 0) for r in runs]
+        next_id = max(used) + 1
         last_checkpoint = last_progress = time.monotonic()
+        report("running")
 
         def checkpoint() -> None:
-            nonlocal next_id, last_id
+            nonlocal next_id, last_id, last_time
+            snapshot = Checkpoint(next_id, now_ms(), {r.p.name: r.snapshot() for r in runs})
             if store is not None:
-                store.write(next_id, {r.p.name: r.snapshot() for r in runs})
+                store.write(snapshot)
+                pause("checkpointed", next_id)
+                # the sinks get the rows as read back from the checkpoint, so a redo after
+                # a crash hands them exactly the same tables (and files roll identically)
+                snapshot = store.read(next_id)
             for r in runs:
-                r.sink.commit(next_id)
-            last_id, next_id = next_id, next_id + 1
+                r.commit(next_id, snapshot.pipelines[r.p.name].outbox, pause)
+            last_id, last_time, next_id = next_id, snapshot.time_ms, next_id + 1
 
         done = [False] * len(runs)
         while not all(done):
@@ -389,17 +499,40 @@ def run_job(
                 if until_idle and rows == 0 and run.source.finished():
                     run.finish()
                     done[k] = True
+            pause("poll")
             now = time.monotonic()
             if interval_ms > 0 and (now - last_checkpoint) * 1000 >= interval_ms:
                 checkpoint()
                 last_checkpoint = now
-            if on_progress is not None and now - last_progress >= progress_interval:
-                on_progress([r.stats for r in runs])
+                report("running")
+            if now - last_progress >= progress_interval:
+                if on_progress is not None:
+                    on_progress([r.stats for r in runs])
+                report("running")
                 last_progress = now
         checkpoint()  # the end of the input, or a graceful stop: commit what was produced
+        state = "finished" if all(done) else "stopped"
         if on_progress is not None:
             on_progress([r.stats for r in runs])
         return JobResult(tuple(r.stats for r in runs), last_id)
     finally:
-        for run in runs:
-            run.close()
+        try:
+            report(state)
+        finally:
+            for run in runs:
+                run.close()
+
+
+def _mini_batch_size(job: Job) -> int:
+    value = job.settings.get(MINI_BATCH_KEY)
+    if value is None:
+        return DEFAULT_MAX_ROWS
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise PipelineError(
+            f"SET '{MINI_BATCH_KEY}': expected a positive row count, found {value!r}"
+        )
+    return size

@@ -91,6 +91,9 @@ class Sink(ABC):
 
     #: whether the sink accepts updates (a changelog with ``_op``) rather than appends only
     accepts_updates: ClassVar[bool] = False
+    #: rows become visible at ``commit``: the runtime keeps them in the checkpoint until
+    #: then and writes them just before the commit (False: written as they come)
+    transactional: ClassVar[bool] = True
 
     def __init__(
         self, table: CreateTable, options: Mapping[str, str], context: ConnectorContext

@@ -17,6 +17,7 @@ __all__ = ["BlackholeSink"]
 class BlackholeSink(Sink):
     """Discards rows; :attr:`rows` counts those written, :attr:`committed` those committed."""
 
+    transactional: ClassVar[bool] = False  # rows are printed / dropped as they come
     required_options: ClassVar[tuple[str, ...]] = ()
     optional_options: ClassVar[tuple[str, ...]] = ()
 

@@ -87,6 +87,7 @@ def render_rows(table: pa.Table, kind: str = "+I") -> list[str]:
 class PrintSink(Sink):
     """Prints each written row to stdout (or stderr)."""
 
+    transactional: ClassVar[bool] = False  # rows are printed / dropped as they come
     required_options: ClassVar[tuple[str, ...]] = ()
     optional_options: ClassVar[tuple[str, ...]] = ("print-identifier", "standard-error")
 
