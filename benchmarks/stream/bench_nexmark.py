@@ -89,9 +89,10 @@ QUERIES = {
 }
 
 
-def pipeline(columns: str, query: str) -> str:
+def pipeline(columns: str, query: str, one_core: bool = True) -> str:
     return (
-        SOURCE
+        ("SET 'parallelism.default' = '1';\n" if one_core else "")
+        + SOURCE
         + f"CREATE TABLE sink ({columns}) WITH ('connector' = 'blackhole');\n"
         + f"INSERT INTO sink {query};\n"
     )
@@ -122,7 +123,9 @@ def main() -> int:
         print(f"nexmark: {stored:,} events in the embedded log; one core; blackhole sinks")
         print(f"{'query':<36}{'events/s':>14}{'rows out':>12}  target")
         for i, (name, (columns, query, target)) in enumerate(QUERIES.items()):
-            job = plan_text(pipeline(columns, query), source=name, name=f"bench{i}")
+            job = plan_text(
+                pipeline(columns, query, not args.all_cores), source=name, name=f"bench{i}"
+            )
             started = time.perf_counter()
             result = run_job(job, project=project, until_idle=True, checkpoint_dir=None)
             seconds = time.perf_counter() - started

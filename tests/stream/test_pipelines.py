@@ -455,3 +455,22 @@ def test_views_and_projections_fuse_into_one_query(tmp_path: Path) -> None:
         .fetchall()
     )
     assert multiset(read_output(tmp_path / "w", "epoch_ms(ws), n")) == multiset(expected)
+
+
+def test_parallelism_default_sets_the_threads_of_a_step(tmp_path: Path) -> None:
+    from fluvial.errors import PipelineError
+    from fluvial.stream.runtime import _connect, _parallelism
+
+    assert _connect(1).execute("SELECT current_setting('threads')").fetchone() == (1,)
+    rows = make_rows(20, seed=2)
+    text = (
+        "SET 'parallelism.default' = '1';\n"
+        + SOURCE.format(path=write_json(tmp_path / "in.json", rows))
+        + parquet_sink(tmp_path / "out", "page STRING")
+        + "INSERT INTO out SELECT page FROM clicks;"
+    )
+    assert _parallelism(plan_text(text)) == 1
+    run(tmp_path, text)
+    assert len(read_output(tmp_path / "out")) == 20
+    with pytest.raises(PipelineError, match="positive integer"):
+        _parallelism(plan_text(text.replace("'1'", "'many'", 1)))

@@ -100,11 +100,25 @@ class JobResult:
     checkpoint_id: int | None
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+PARALLELISM_KEY = "parallelism.default"
+
+
+def _connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # TIMESTAMP_LTZ values are shown and cast in UTC, as Flink's default session zone does
     con.execute("SET TimeZone = 'UTC'")
+    if threads is not None:  # Flink's parallelism.default: the threads a step may use
+        con.execute(f"SET threads = {threads}")
     return con
+
+
+def _parallelism(job: Job) -> int | None:
+    value = job.settings.get(PARALLELISM_KEY)
+    if value is None:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise PipelineError(f"'{PARALLELISM_KEY}' must be a positive integer, found {value!r}")
+    return int(value)
 
 
 def _ms_timestamps(table: pa.Table) -> pa.Table:
@@ -149,12 +163,14 @@ def conform(table: pa.Table, node: SinkNode, schema: pa.Schema) -> pa.Table:
 class _PipelineRun:
     """One pipeline's source, operators and sink, and the loop body that drives them."""
 
-    def __init__(self, pipeline: Pipeline, context: ConnectorContext) -> None:
+    def __init__(
+        self, pipeline: Pipeline, context: ConnectorContext, threads: int | None = None
+    ) -> None:
         # connectors import their formats' libraries; load them only when a job runs
         from fluvial.stream.connectors import create_sink, create_source
 
         self.p = pipeline
-        self.con = _connect()
+        self.con = _connect(threads)
         self.source: Source = create_source(pipeline.scan.table, context)
         self.sink: Sink = create_sink(pipeline.sink.table, context)
         # transactional sinks get their rows at commit time, from the checkpoint's outbox
@@ -459,7 +475,7 @@ def run_job(
 
     try:
         for p in job.pipelines:
-            runs.append(_PipelineRun(p, context))
+            runs.append(_PipelineRun(p, context, _parallelism(job)))
         for run in runs:
             run.open(restored.pipelines.get(run.p.name) if restored else None, last_id)
         if restored is not None:
