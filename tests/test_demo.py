@@ -26,6 +26,10 @@ def test_demo_stores_every_posted_event_once(
     assert sum(row["events"] for row in by_type) == summary["accepted"]
     by_reason = summary["queries"]["failed events by reason"]
     assert sum(row["events"] for row in by_reason) == summary["rejected"]
+    # the stream pipeline read every stored event and wrote page-minute counts
+    stream = summary["stream"]
+    assert stream["rows_in"] == summary["accepted"]
+    assert stream["rows_out"] > 0 and stream["busiest_minutes"]
     # a second run starts afresh unless --keep is given
     assert main(["demo", "--project", str(root), "--events", "500", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)

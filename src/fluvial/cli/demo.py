@@ -78,6 +78,47 @@ SUMMARY_SQL = {
 }
 
 
+DEMO_PIPELINE = "page_views_per_minute.sql"
+
+
+def _run_stream_pipeline(project: Project, *, quiet: bool) -> dict[str, Any]:
+    """Write the example pipelines into the project and run one over the events topic."""
+    import duckdb
+
+    from fluvial.examples import example_pipelines
+    from fluvial.stream.job import load_job
+    from fluvial.stream.runtime import run_job
+
+    folder = project.root / "pipelines"
+    for name, text in example_pipelines("clickstream").items():
+        if not (folder / name).exists():
+            (folder / name).write_text(text, encoding="utf-8")
+    job = load_job(folder / DEMO_PIPELINE)
+    result = run_job(job, project=project, until_idle=True)
+    stats = result.pipelines[0]
+    out = project.root / job.pipelines[0].sink.table.options["path"]
+    busiest = []
+    if any(out.glob("*.parquet")):
+        cursor = duckdb.connect().execute(
+            f"""SELECT strftime(window_start, '%Y-%m-%d %H:%M') AS minute, url, views, visitors
+                FROM read_parquet('{out}/*.parquet') ORDER BY views DESC, minute, url LIMIT 5"""
+        )
+        names = [d[0] for d in cursor.description]
+        busiest = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    if not quiet:
+        console.print(
+            f"stream pipeline {DEMO_PIPELINE}: {stats.rows_in:,} events in, "
+            f"{stats.rows_out:,} page-minute rows out, {stats.late_rows:,} late"
+        )
+    return {
+        "pipeline": DEMO_PIPELINE,
+        "rows_in": stats.rows_in,
+        "rows_out": stats.rows_out,
+        "late_rows": stats.late_rows,
+        "busiest_minutes": busiest,
+    }
+
+
 def run_demo(
     root: Path, *, events: int, seed: int, reset: bool, quiet: bool = False
 ) -> dict[str, Any]:
@@ -128,6 +169,7 @@ def run_demo(
                 concurrency=4,
                 progress=lambda n: progress.advance(task, n),
             )
+    stream = _run_stream_pipeline(project, quiet=quiet)
     with project.open_log() as log:
         topics: list[dict[str, Any]] = [
             {
@@ -155,6 +197,7 @@ def run_demo(
         "events_per_second": round(delivery.rate),
         "topics": topics,
         "queries": results,
+        "stream": stream,
     }
     stored = sum(int(t["records"]) for t in topics)
     if stored != delivery.sent:  # every event ends in exactly one place
@@ -170,6 +213,12 @@ def run_demo(
         )
         for title, rows in results.items():
             print_rows(rows, list(rows[0]) if rows else [], as_json=False, title=title)
+        print_rows(
+            stream["busiest_minutes"],
+            list(stream["busiest_minutes"][0]) if stream["busiest_minutes"] else [],
+            as_json=False,
+            title=f"stream pipeline {DEMO_PIPELINE}: busiest page-minutes",
+        )
         console.print(
             "next: [bold]fluvial log tail events --project "
             f"{root} --limit 3[/], [bold]fluvial collect --project {root}[/]"

@@ -1,5 +1,5 @@
 -- Browsing sessions per anonymous visitor: a session ends after 30 minutes of inactivity.
---   fluvial stream run examples/pipelines/sessions.sql --until-idle
+--   fluvial stream run pipelines/sessions.sql --until-idle
 
 CREATE TABLE events (
   event_type STRING,

@@ -1,6 +1,6 @@
 -- Page views per minute per page, from the clickstream `events` topic.
 -- Runs unchanged on Apache Flink (with a Kafka `events` table) and on Fluvial:
---   fluvial stream run examples/pipelines/page_views_per_minute.sql --until-idle
+--   fluvial stream run pipelines/page_views_per_minute.sql --until-idle
 
 SET 'execution.checkpointing.interval' = '10 s';
 

@@ -1,6 +1,6 @@
 -- Active users over the last 5 minutes, updated every minute (a hopping window),
 -- written back to the log as the `active_users` topic.
---   fluvial stream run examples/pipelines/active_users_hop.sql
+--   fluvial stream run pipelines/active_users_hop.sql
 
 CREATE TABLE events (
   event_type STRING,
