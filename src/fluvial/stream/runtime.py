@@ -37,7 +37,16 @@ from fluvial.stream.checkpoint import Checkpoint, CheckpointStore, PipelineState
 from fluvial.stream.connectors.base import ConnectorContext, Sink, Source
 from fluvial.stream.ops import SessionAggregate, WatermarkTracker, WindowAggregate
 from fluvial.stream.plan.build import parse_duration_ms
-from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, SinkNode, WindowAgg
+from fluvial.stream.plan.nodes import (
+    BATCH,
+    Calc,
+    Job,
+    Pipeline,
+    PyStep,
+    PyWindow,
+    SinkNode,
+    WindowAgg,
+)
 from fluvial.stream.status import StatusWriter
 
 if TYPE_CHECKING:
@@ -181,6 +190,8 @@ class _PipelineRun:
             if isinstance(step, WindowAgg):
                 cls = SessionAggregate if step.spec.kind == "session" else WindowAggregate
                 self.ops[i] = cls(step.spec, step.time_col, step.keys, step.aggs)
+            elif isinstance(step, PyWindow):  # the dataflow API's user aggregates
+                self.ops[i] = step.make_operator()
         self.op_wm = dict.fromkeys(self.ops, MIN_WATERMARK)
         self.tracker: Any = None
         self.splits: set[str] = set()
@@ -332,7 +343,10 @@ class _PipelineRun:
             if isinstance(step, Calc):
                 table = self.sql(step.sql, table)
                 continue
-            prepared = self.sql(step.pre.sql, table)
+            if isinstance(step, PyStep):  # the dataflow API: a whole batch per call
+                table = _py_step(self.p.name, step, table)
+                continue
+            prepared = self.sql(step.pre.sql, table) if isinstance(step, WindowAgg) else table
             wm = self.op_wm[i] if self.op_wm[i] > MIN_WATERMARK else None
             self.stats.late_rows += int(self.ops[i].process(prepared, wm) or 0)
             return
@@ -354,14 +368,28 @@ class _PipelineRun:
             fired = op.flush() if watermark == MAX_WATERMARK else op.advance(watermark)
             self.op_wm[i] = watermark
             step = self.p.steps[i]
-            assert isinstance(step, WindowAgg)
             if fired is not None and fired.num_rows:
-                self.push(self.sql(step.post.sql, fired), i + 1)
+                if isinstance(step, WindowAgg):
+                    fired = self.sql(step.post.sql, fired)
+                self.push(fired, i + 1)
 
     def finish(self) -> None:
         """End of a bounded input: the watermark goes to +infinity; every window fires."""
         self.floor = MAX_WATERMARK
         self.advance(MAX_WATERMARK)
+
+
+def _py_step(pipeline: str, step: PyStep, table: pa.Table) -> pa.Table:
+    """Run a dataflow API step; a wrong result type is an error naming the step."""
+    out = step.fn(table)
+    if isinstance(out, pa.RecordBatch):
+        out = pa.Table.from_batches([out])
+    if not isinstance(out, pa.Table):
+        raise PipelineError(
+            f"{pipeline}: step {step.name!r} must return a pyarrow.Table, "
+            f"found {type(out).__name__}"
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- checkpoints

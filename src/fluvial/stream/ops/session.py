@@ -182,14 +182,37 @@ def _islands(intervals: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
     Sorted by (keys, start), an interval starts a new session when it starts after every
     earlier interval of its key has ended (inclusive, as ``TimeWindow.intersects``).
+
+    The running maximum of the previous ends *per key* is computed without a per-key
+    window (``.over(keys)``, a hash partition: most of this operator's time): number the
+    key runs of the sorted frame ``g = 1, 2, …`` and shift each run's times by
+    ``g * span`` (``span`` > every end minus the smallest start), so one global running
+    maximum never carries an end across keys — a run's shifted times all exceed every
+    earlier run's. Falls back to the per-key window when that could overflow int64.
     """
     intervals = intervals.sort([*keys, "__s"], nulls_last=True)
-    previous_end = pl.col("__e").cum_max().shift(1)
-    if keys:
-        previous_end = previous_end.over(keys)
+    lo, hi = intervals["__s"].min(), intervals["__e"].max()
+    fast = (
+        keys
+        and intervals["__s"].null_count() == 0
+        and intervals["__e"].null_count() == 0
+        and isinstance(lo, int)
+        and isinstance(hi, int)
+        and (intervals.height + 2) * (hi - lo + 1) < 2**62
+    )
+    if not fast:
+        previous_end = pl.col("__e").cum_max().shift(1)
+        if keys:
+            previous_end = previous_end.over(keys)
+        start = pl.col("__s")
+    else:
+        assert isinstance(lo, int) and isinstance(hi, int)
+        run = pl.lit(False)
+        for k in keys:
+            run = run | pl.col(k).ne_missing(pl.col(k).shift(1))
+        shift = run.cum_sum().cast(pl.Int64) * (hi - lo + 1) - lo
+        previous_end = (pl.col("__e") + shift).cum_max().shift(1)
+        start = pl.col("__s") + shift
     return intervals.with_columns(
-        (previous_end.is_null() | (pl.col("__s") > previous_end))
-        .cum_sum()
-        .cast(pl.Int64)
-        .alias("__island")
+        (previous_end.is_null() | (start > previous_end)).cum_sum().cast(pl.Int64).alias("__island")
     )

@@ -20,10 +20,11 @@ from fluvial.errors import SqlError, UnsupportedSqlError, did_you_mean
 from fluvial.stream.ops.spec import AggFunc, AggSpec, WindowSpec
 from fluvial.stream.plan.fuse import fuse_job
 from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, Scan, SinkNode, Step, WindowAgg
+from fluvial.stream.plan.scan_fuse import fuse_scan_job
 from fluvial.stream.sql import interval_ms, to_duckdb
 from fluvial.stream.sql.ast import CreateTable, Insert, Script, WindowTVF
 
-__all__ = ["build_job"]
+__all__ = ["build_job", "output_name", "plan_scan", "select_sql"]
 
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 #: legacy group-window auxiliary functions -> the window column they stand for
@@ -33,7 +34,12 @@ IDLE_TIMEOUT_KEYS = ("scan.watermark.idle-timeout", "table.exec.source.idle-time
 
 
 #: plan rewrites applied in order after planning (each one function, one module)
-PASSES: tuple[Callable[[Job], Job], ...] = (fuse_job,)
+PASSES: tuple[Callable[[Job], Job], ...] = (fuse_job, fuse_scan_job)
+
+
+def plan_scan(table: CreateTable) -> Scan:
+    """The Scan of one source table (computed columns, watermark) on its own."""
+    return _Planner(Script((table,))).scan(table).scan
 
 
 def build_job(script: Script, name: str | None = None) -> Job:
@@ -103,7 +109,7 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _output_name(node: exp.Expression, i: int) -> str:
+def output_name(node: exp.Expression, i: int) -> str:
     if isinstance(node, exp.Alias):
         return node.alias
     if isinstance(node, exp.Column):
@@ -445,13 +451,13 @@ class _Planner:
             inner = e.this if isinstance(e, exp.Alias) else e
             if isinstance(inner, exp.Column) and inner.name == rel.rowtime:
                 rowtime = n
-        sql = _select_sql(items, names, where.this if where is not None else None)
+        sql = select_sql(items, names, where.this if where is not None else None)
         detail = _flink_detail(items, where.this if where is not None else None)
         steps = [*rel.steps, Calc(sql, tuple(names), "Calc", detail)]
         return _Rel(rel.scan, steps, tuple(names), rowtime)
 
     def names(self, items: list[exp.Expression]) -> list[str]:
-        names = [_output_name(e, i) for i, e in enumerate(items)]
+        names = [output_name(e, i) for i, e in enumerate(items)]
         seen: set[str] = set()
         for e, n in zip(items, names, strict=True):
             if n in seen:
@@ -582,7 +588,7 @@ class _Planner:
                     bad,
                 )
         pre_names = [n for n, _ in pre]
-        pre_sql = _select_sql(
+        pre_sql = select_sql(
             [e for _, e in pre], pre_names, where.this if where is not None else None
         )
         pre_calc = Calc(
@@ -593,7 +599,7 @@ class _Planner:
                 [exp.alias_(e, n) for n, e in pre], where.this if where is not None else None
             ),
         )
-        post_sql = _select_sql(rewritten, names, having_rw)
+        post_sql = select_sql(rewritten, names, having_rw)
         post_calc = Calc(post_sql, tuple(names), "Calc", _flink_detail(rewritten, having_rw, names))
         step = WindowAgg(
             spec, time_col, tuple(k for k, _ in keys), tuple(aggs), pre_calc, post_calc
@@ -606,7 +612,7 @@ class _Planner:
         return _Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
 
 
-def _select_sql(
+def select_sql(
     items: Iterable[exp.Expr], names: Iterable[str], where: exp.Expression | None
 ) -> str:
     cols = []

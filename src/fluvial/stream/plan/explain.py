@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from fluvial.stream.ops.spec import WindowSpec
-from fluvial.stream.plan.nodes import Calc, Job, Pipeline, Scan, WindowAgg
+from fluvial.stream.plan.nodes import Calc, Job, Pipeline, PyStep, PyWindow, Scan
 
 __all__ = ["explain"]
 
@@ -65,7 +65,9 @@ def _pipeline_lines(p: Pipeline) -> list[str]:
         if isinstance(step, Calc):
             lines.append(f"{step.what}({step.detail})")
             continue
-        assert isinstance(step, WindowAgg)
+        if isinstance(step, PyStep | PyWindow):  # the dataflow API's Python steps
+            lines.append(f"{type(step).__name__}(name=[{step.name}])")
+            continue
         lines.append(f"Calc({step.post.detail})")
         aggs = ", ".join(
             (

@@ -19,12 +19,12 @@ import dataclasses
 import sqlglot
 from sqlglot import exp
 
-from fluvial.stream.plan.nodes import BATCH, Calc, Job, Step
+from fluvial.stream.plan.nodes import BATCH, Calc, Job, Step, WindowAgg
 
-__all__ = ["fuse_calcs", "fuse_job"]
+__all__ = ["fuse_calcs", "fuse_job", "nest"]
 
 
-def _nest(inner: Calc, outer: Calc) -> Calc:
+def nest(inner: Calc, outer: Calc) -> Calc:
     """*outer* reading *inner*'s output: one query."""
     tree = sqlglot.parse_one(outer.sql, read="duckdb")
     tables = [t for t in tree.find_all(exp.Table) if t.name == BATCH and not t.args.get("db")]
@@ -47,10 +47,11 @@ def fuse_calcs(steps: tuple[Step, ...]) -> tuple[Step, ...]:
         if isinstance(previous, Calc):
             try:
                 if isinstance(step, Calc):
-                    out[-1] = _nest(previous, step)
+                    out[-1] = nest(previous, step)
                     continue
-                out[-1] = dataclasses.replace(step, pre=_nest(previous, step.pre))
-                continue
+                if isinstance(step, WindowAgg):  # Python steps read batches, not SQL
+                    out[-1] = dataclasses.replace(step, pre=nest(previous, step.pre))
+                    continue
             except ValueError:
                 pass
         out.append(step)

@@ -9,12 +9,27 @@ running a step is one query per micro-batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
 
 from fluvial.stream.ops.spec import AggSpec, WindowSpec
 from fluvial.stream.sql.ast import CreateTable
 
-__all__ = ["BATCH", "Calc", "Job", "Pipeline", "Scan", "SinkNode", "Step", "WindowAgg"]
+__all__ = [
+    "BATCH",
+    "Calc",
+    "Job",
+    "Pipeline",
+    "PyStep",
+    "PyWindow",
+    "Scan",
+    "SinkNode",
+    "Step",
+    "WindowAgg",
+]
 
 #: the name every step's SQL reads its input as
 BATCH = "batch"
@@ -69,7 +84,28 @@ class WindowAgg:
         return self.post.columns
 
 
-Step = Calc | WindowAgg
+@dataclass(frozen=True)
+class PyStep:
+    """A stateless Python step of the dataflow API: ``fn`` maps a whole batch to a batch."""
+
+    fn: Callable[[pa.Table], pa.Table]
+    name: str = "PyStep"
+
+
+@dataclass(frozen=True)
+class PyWindow:
+    """A window operator written in Python (the dataflow API's user aggregates).
+
+    ``make_operator()`` returns a fresh operator with the window operators' interface
+    (``process(table, watermark) -> late rows``, ``advance(watermark)``, ``flush()``,
+    ``snapshot() -> bytes``, ``restore(bytes)``); its output goes on to the next step.
+    """
+
+    make_operator: Callable[[], Any]
+    name: str = "PyWindow"
+
+
+Step = Calc | WindowAgg | PyStep | PyWindow
 
 
 @dataclass(frozen=True)
