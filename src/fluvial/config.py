@@ -29,6 +29,7 @@ __all__ = [
     "ProjectSettings",
     "SchemaSettings",
     "Settings",
+    "StreamSettings",
     "load_settings",
     "render_default_toml",
 ]
@@ -107,6 +108,31 @@ class SchemaSettings:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """Stream pipelines: defaults for Flink's configuration keys (a pipeline's SET wins)."""
+
+    checkpoint_interval: str = _f(
+        "10 s", "execution.checkpointing.interval: how often state and offsets are checkpointed"
+    )
+    idle_timeout: str = _f(
+        "",
+        "table.exec.source.idle-timeout: a split idle this long stops holding the watermark back (empty = never)",
+    )
+    parallelism: int = _f(0, "parallelism.default: threads one step may use (0 = all cores)")
+    mini_batch_size: int = _f(65_536, "table.exec.mini-batch.size: rows per micro-batch")
+
+    def flink_options(self) -> dict[str, str]:
+        """These settings under Flink's key names (unset ones left out)."""
+        options = {
+            "execution.checkpointing.interval": self.checkpoint_interval,
+            "table.exec.source.idle-timeout": self.idle_timeout,
+            "parallelism.default": str(self.parallelism) if self.parallelism > 0 else "",
+            "table.exec.mini-batch.size": str(self.mini_batch_size),
+        }
+        return {k: v for k, v in options.items() if v}
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of a project's settings."""
 
@@ -115,6 +141,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     schemas: SchemaSettings = field(default_factory=SchemaSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
 
 def _sections() -> dict[str, type]:

@@ -474,3 +474,29 @@ def test_parallelism_default_sets_the_threads_of_a_step(tmp_path: Path) -> None:
     assert len(read_output(tmp_path / "out")) == 20
     with pytest.raises(PipelineError, match="positive integer"):
         _parallelism(plan_text(text.replace("'1'", "'many'", 1)))
+
+
+def test_fluvial_toml_stream_settings_are_defaults_that_set_overrides(tmp_path: Path) -> None:
+    from fluvial.config import load_settings
+
+    (tmp_path / "fluvial.toml").write_text(
+        '[stream]\nparallelism = 1\nidle_timeout = "2 s"\ncheckpoint_interval = "1 min"\n'
+    )
+    defaults = load_settings(tmp_path, env={}).stream.flink_options()
+    assert defaults == {
+        "execution.checkpointing.interval": "1 min",
+        "table.exec.source.idle-timeout": "2 s",
+        "parallelism.default": "1",
+        "table.exec.mini-batch.size": "65536",
+    }
+    text = (
+        "SET 'execution.checkpointing.interval' = '5 s';\n"
+        + SOURCE.format(path=write_json(tmp_path / "in.json", make_rows(5, seed=1)))
+        + parquet_sink(tmp_path / "out", "page STRING")
+        + "INSERT INTO out SELECT page FROM clicks;"
+    )
+    job = plan_text(text, defaults=defaults)
+    assert job.settings["execution.checkpointing.interval"] == "5 s"  # the file's SET wins
+    assert job.settings["parallelism.default"] == "1"
+    assert job.pipelines[0].scan.idle_timeout_ms == 2_000  # used while planning
+    assert plan_text(text).pipelines[0].scan.idle_timeout_ms is None

@@ -93,7 +93,7 @@ def _run_stream_pipeline(project: Project, *, quiet: bool) -> dict[str, Any]:
     for name, text in example_pipelines("clickstream").items():
         if not (folder / name).exists():
             (folder / name).write_text(text, encoding="utf-8")
-    job = load_job(folder / DEMO_PIPELINE)
+    job = load_job(folder / DEMO_PIPELINE, defaults=project.settings.stream.flink_options())
     result = run_job(job, project=project, until_idle=True)
     stats = result.pipelines[0]
     out = project.root / job.pipelines[0].sink.table.options["path"]

@@ -56,8 +56,8 @@ def run(
 
     if start is not None and start not in START_CHOICES:
         raise UsageError(f"--from must be one of {', '.join(START_CHOICES)}; found {start!r}")
-    job = load_job(file)
     project = open_project(project_dir)
+    job = load_job(file, defaults=project.settings.stream.flink_options())
     if start is None:
         # like Flink, a run resumes only when told to; say so when it could have
         start = "earliest"

@@ -10,7 +10,7 @@ aggregations) is refused by name with :class:`UnsupportedSqlError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,9 +42,15 @@ def plan_scan(table: CreateTable) -> Scan:
     return _Planner(Script((table,))).scan(table).scan
 
 
-def build_job(script: Script, name: str | None = None) -> Job:
-    """Plan every INSERT of *script* (raises :class:`SqlError` at the offending place)."""
-    planner = _Planner(script)
+def build_job(
+    script: Script, name: str | None = None, defaults: Mapping[str, str] | None = None
+) -> Job:
+    """Plan every INSERT of *script* (raises :class:`SqlError` at the offending place).
+
+    *defaults* are configuration keys the script's ``SET`` statements override.
+    """
+    settings = {**(defaults or {}), **script.settings}
+    planner = _Planner(script, settings)
     inserts = script.inserts
     if not inserts:
         raise SqlError(
@@ -52,7 +58,7 @@ def build_job(script: Script, name: str | None = None) -> Job:
         )
     job_name = name or (Path(script.source).stem if script.source else "pipeline")
     pipelines = tuple(planner.pipeline(ins, f"{job_name}.{i}") for i, ins in enumerate(inserts))
-    job = Job(job_name, pipelines, dict(script.settings))
+    job = Job(job_name, pipelines, settings)
     for rewrite in PASSES:
         job = rewrite(job)
     return job
@@ -144,11 +150,11 @@ class _Rel:
 
 
 class _Planner:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, settings: Mapping[str, str] | None = None) -> None:
         self.script = script
         self.tables = script.tables
         self.views = {name: v.query for name, v in script.views.items()}
-        self.settings = script.settings
+        self.settings = dict(script.settings if settings is None else settings)
 
     # errors ----------------------------------------------------------------
     def error(self, message: str, node: exp.Expr | None = None) -> SqlError:
