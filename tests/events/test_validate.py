@@ -308,3 +308,26 @@ def test_properties_keep_their_json(validator: EventValidator) -> None:
     props = {"product_id": "p", "quantity": 3, "price": 0, "extra": {"nested": [1, "é", None]}}
     result = validator.validate([dumps(make_event(properties=props))], received_at_ms=RECEIVED_MS)
     assert orjson.loads(result.valid["properties"][0].as_py()) == props
+
+
+def test_impossible_dates_in_a_large_batch_are_found_exactly() -> None:
+    """Bad times (30 February, 25:00) among many good ones: each flagged, the rest kept."""
+    from datetime import UTC, datetime
+
+    from fluvial.events.timestamps import to_epoch_ms
+
+    values: list[object] = [f"2026-11-24T10:{i % 60:02d}:00Z" for i in range(5000)]
+    bad_at = {3, 2500, 4999}
+    values[3] = "2026-02-30T10:00:00Z"
+    values[2500] = "2026-11-24T25:00:00Z"
+    values[4999] = "2026-13-01T00:00:00Z"
+    values[10] = None
+    ms, bad = to_epoch_ms(values)
+    assert set(bad.nonzero()[0].tolist()) == bad_at
+    got = ms.to_pylist()
+    for i, v in enumerate(values):
+        if i in bad_at or v is None:
+            assert got[i] is None
+        else:
+            expected = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+            assert got[i] == int(expected.astimezone(UTC).timestamp() * 1000)
