@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from tests.stream.test_windows_vs_duckdb import (
+from tests.stream.helpers import (
     SOURCE,
     expected_con,
     make_rows,

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
+from tests.stream.helpers import write_json
 
 from fluvial.errors import SqlError, UnsupportedSqlError
 from fluvial.events import Ingestor
@@ -44,14 +45,6 @@ def make_rows(n: int, seed: int, start_ms: int = 0, step_ms: int = 250) -> list[
         }
         for i in range(n)
     ]
-
-
-def write_json(path: Path, rows: list[dict[str, Any]]) -> Path:
-    with path.open("w", encoding="utf-8") as f:
-        for r in rows:
-            ts = r["ts"].strftime("%Y-%m-%d %H:%M:%S.") + f"{r['ts'].microsecond // 1000:03d}"
-            f.write(json.dumps({**r, "ts": ts}) + "\n")
-    return path
 
 
 def con_with(rows: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
