@@ -25,10 +25,12 @@ from fluvial.errors import ConfigError, did_you_mean
 __all__ = [
     "CollectorSettings",
     "KafkaSettings",
+    "LakeSettings",
     "LogSettings",
     "ProjectSettings",
     "SchemaSettings",
     "Settings",
+    "StoreSettings",
     "StreamSettings",
     "load_settings",
     "render_default_toml",
@@ -133,6 +135,25 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class LakeSettings:
+    """The lakehouse: Iceberg tables in zones (our S3 + Glue Data Catalog)."""
+
+    warehouse: str = _f(
+        "lake", "where table data lives: a folder relative to data_dir, or an s3:// URI"
+    )
+    catalog_uri: str = _f(
+        "", "SQL catalog database URI (empty = SQLite in data_dir; postgresql+psycopg://… for teams)"
+    )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The operational store that stream pipelines upsert into (our DynamoDB)."""
+
+    backend: str = _f("sqlite", "store backend: sqlite | postgres | redis")
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of a project's settings."""
 
@@ -142,6 +163,8 @@ class Settings:
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     schemas: SchemaSettings = field(default_factory=SchemaSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    lake: LakeSettings = field(default_factory=LakeSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
 
 def _sections() -> dict[str, type]:
