@@ -8,12 +8,15 @@ import datetime as dt
 import json
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
 
+from fluvial.stream.connectors.base import CONNECTORS, Sink
 from fluvial.stream.job import plan_text
 from fluvial.stream.runtime import JobResult, run_job
 
@@ -101,3 +104,49 @@ def sink(path: Path, columns: str) -> str:
         f"CREATE TABLE out ({columns}) WITH ('connector' = 'filesystem', "
         f"'path' = '{path}', 'format' = 'parquet');\n"
     )
+
+
+class CollectSink(Sink):
+    """A test sink that accepts updates and keeps every committed table (class-level, by
+    table name): ``'connector' = 'collect'`` once :func:`collecting` registered it."""
+
+    accepts_updates: ClassVar[bool] = True
+    committed: ClassVar[dict[str, list[pa.Table]]] = {}
+
+    def __init__(self, table: Any, options: Any, context: Any) -> None:
+        super().__init__(table, options, context)
+        self._staged: list[pa.Table] = []
+
+    def write(self, table: pa.Table) -> None:
+        self._staged.append(table)
+
+    def commit(self, checkpoint_id: int) -> None:
+        self.committed.setdefault(self.table.name, []).extend(self._staged)
+        self._staged = []
+
+
+@contextmanager
+def collecting() -> Iterator[dict[str, list[pa.Table]]]:
+    """Register ``'connector' = 'collect'`` (a :class:`CollectSink`) while in the block."""
+    CONNECTORS["sink"]["collect"] = f"{__name__}:CollectSink"
+    CollectSink.committed = {}
+    try:
+        yield CollectSink.committed
+    finally:
+        CONNECTORS["sink"].pop("collect", None)
+
+
+def upserted(tables: list[pa.Table], key: list[str]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """Apply a changelog (``_op``: 0 +I, 1 -U, 2 +U, 3 -D) by *key*: the final rows."""
+    state: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for t in tables:
+        for row in t.to_pylist():
+            op = row.pop("_op", 0)
+            k = tuple(row[c] for c in key)
+            if op in (0, 2):
+                state[k] = tuple(row.values())
+            elif op == 3:
+                state.pop(k, None)
+            else:
+                assert state.get(k) == tuple(row.values()), "-U must retract what was emitted"
+    return state

@@ -9,6 +9,8 @@ A checkpoint is a directory ``<root>/<id>/``::
     p<k>-op<i>.arrow   operator i's state of pipeline k (the operator's Arrow IPC bytes)
     p<k>-out.arrow     pipeline k's *outbox*: the rows it emitted since the previous
                        checkpoint, which the sink commits under this id (Arrow IPC)
+    p<k>-late.arrow    the rows its window operators dropped as late since then, for the
+                       late-events side output (``'fluvial.late-events.topic'``), if any
 
 It is written into ``.tmp-<id>`` (every file fsynced, then the folder), renamed to
 ``<id>`` and the parent fsynced: a checkpoint directory exists completely or not at all.
@@ -77,6 +79,8 @@ class PipelineState:
     operators: dict[int, bytes]
     #: the rows to commit to the sink under this checkpoint's id (None: none)
     outbox: pa.Table | None
+    #: the late rows to commit to the late-events side output under this id (None: none)
+    late_outbox: pa.Table | None = None
     #: rows_in, rows_out, late_rows so far
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -135,6 +139,10 @@ class CheckpointStore:
             if state.outbox is not None and state.outbox.num_rows:
                 outbox = f"p{k}-out.arrow"
                 _write_file(tmp / outbox, _ipc_bytes(state.outbox))
+            late = None
+            if state.late_outbox is not None and state.late_outbox.num_rows:
+                late = f"p{k}-late.arrow"
+                _write_file(tmp / late, _ipc_bytes(state.late_outbox))
             pipelines[name] = {
                 "positions": state.positions,
                 "watermark": state.watermark,
@@ -147,6 +155,7 @@ class CheckpointStore:
                     "commit_id": checkpoint.id,
                     "outbox": outbox,
                     "rows": 0 if state.outbox is None else state.outbox.num_rows,
+                    "late": late,
                 },
                 "counters": state.counters,
             }
@@ -200,6 +209,9 @@ class CheckpointStore:
                     # memory-mapped: the rows are read once, when the sink writes them
                     source = pa.memory_map(str(folder / p["sink"]["outbox"]))
                     outbox = ipc.open_file(source).read_all()
+                late = None
+                if p["sink"].get("late"):
+                    late = ipc.open_file(pa.memory_map(str(folder / p["sink"]["late"]))).read_all()
                 pipelines[name] = PipelineState(
                     positions=dict(p["positions"]),
                     watermark=int(p["watermark"]),
@@ -211,6 +223,7 @@ class CheckpointStore:
                         int(i): (folder / f).read_bytes() for i, f in p["operators"].items()
                     },
                     outbox=outbox,
+                    late_outbox=late,
                     counters={k: int(v) for k, v in p.get("counters", {}).items()},
                 )
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:

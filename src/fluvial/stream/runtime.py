@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,6 +37,7 @@ from fluvial.errors import PipelineError
 from fluvial.stream.checkpoint import Checkpoint, CheckpointStore, PipelineState, now_ms
 from fluvial.stream.connectors.base import ConnectorContext, Sink, Source
 from fluvial.stream.ops import SessionAggregate, WatermarkTracker, WindowAggregate
+from fluvial.stream.ops.keyed import OP, ROW_ID, ROW_WATERMARK
 from fluvial.stream.plan.build import parse_duration_ms
 from fluvial.stream.plan.nodes import (
     BATCH,
@@ -47,6 +49,7 @@ from fluvial.stream.plan.nodes import (
     SinkNode,
     WindowAgg,
 )
+from fluvial.stream.sql.ast import CreateTable
 from fluvial.stream.status import StatusWriter
 
 if TYPE_CHECKING:
@@ -141,7 +144,12 @@ def _ms_timestamps(table: pa.Table) -> pa.Table:
 
 def conform(table: pa.Table, node: SinkNode, schema: pa.Schema) -> pa.Table:
     """Rows for the sink: query columns by position onto the sink's columns, cast to its
-    types (as Flink's INSERT does); unnamed sink columns are NULL."""
+    types (as Flink's INSERT does); unnamed sink columns are NULL. An updating result
+    keeps its row kinds as a last ``_op`` column."""
+    if OP in table.column_names:
+        ops = table.column(OP)
+        rows = conform(table.drop_columns([OP]), node, schema)
+        return rows.append_column(OP, ops)
     if table.num_columns != len(node.targets):
         raise PipelineError(
             f"INSERT INTO {node.table.name}: the query produces {table.num_columns} columns "
@@ -188,8 +196,16 @@ class _PipelineRun:
         self.ops: dict[int, Any] = {}
         for i, step in enumerate(pipeline.steps):
             if isinstance(step, WindowAgg):
-                cls = SessionAggregate if step.spec.kind == "session" else WindowAggregate
-                self.ops[i] = cls(step.spec, step.time_col, step.keys, step.aggs)
+                if step.spec.kind == "session":
+                    self.ops[i] = SessionAggregate(step.spec, step.time_col, step.keys, step.aggs)
+                else:
+                    self.ops[i] = WindowAggregate(
+                        step.spec,
+                        step.time_col,
+                        step.keys,
+                        step.aggs,
+                        allowed_lateness_ms=step.allowed_lateness_ms,
+                    )
             elif isinstance(step, PyWindow):  # the dataflow API's user aggregates
                 self.ops[i] = step.make_operator()
         self.op_wm = dict.fromkeys(self.ops, MIN_WATERMARK)
@@ -198,11 +214,19 @@ class _PipelineRun:
         self.floor = MIN_WATERMARK  # a restored watermark: never go back below it
         self.stats = PipelineStats(pipeline.name, pipeline.sink.table.name)
         self.state_bytes = 0
+        # the late-events side output: a topic sink of the source's physical columns
+        self.late_sink: Sink | None = None
+        self.late_outbox: list[pa.Table] = []
+        self.batch: pa.Table | None = None  # the source batch being pushed (for late rows)
+        if pipeline.scan.late_topic:
+            self.late_sink = create_sink(late_table(pipeline), context)
 
     # lifecycle ---------------------------------------------------------------
     def open(self, state: PipelineState | None, checkpoint_id: int | None) -> None:
         self.source.open(state.positions if state else None)
         self.sink.open(checkpoint_id)
+        if self.late_sink is not None:
+            self.late_sink.open(checkpoint_id)
         scan = self.p.scan
         self.splits = set(self.source.splits())
         self.tracker = WatermarkTracker(sorted(self.splits), scan.idle_timeout_ms or 0)
@@ -226,10 +250,13 @@ class _PipelineRun:
 
     def snapshot(self) -> PipelineState:
         """The pipeline's state between two poll rounds; takes the outbox."""
-        outbox = None
+        outbox = late = None
         if self.outbox:
             outbox = pa.concat_tables(self.outbox).combine_chunks()
             self.outbox = []
+        if self.late_outbox:
+            late = pa.concat_tables(self.late_outbox).combine_chunks()
+            self.late_outbox = []
         splits = self.tracker.splits if self.tracker is not None else {}
         state = PipelineState(
             positions=self.source.positions(),
@@ -238,6 +265,7 @@ class _PipelineRun:
             operator_watermarks=dict(self.op_wm),
             operators={i: op.snapshot() for i, op in self.ops.items()},
             outbox=outbox,
+            late_outbox=late,
             counters={
                 "rows_in": self.stats.rows_in,
                 "rows_out": self.stats.rows_out,
@@ -247,13 +275,19 @@ class _PipelineRun:
         self.state_bytes = state.state_bytes
         return state
 
-    def commit(self, checkpoint_id: int, outbox: pa.Table | None, pause: _Pauses) -> None:
-        """Hand a checkpoint's outbox to the sink and commit it under its id (a sink skips
-        an id it has committed before, so this also redoes an interrupted commit)."""
+    def commit(self, checkpoint_id: int, state: PipelineState | None, pause: _Pauses) -> None:
+        """Hand a checkpoint's outboxes to the sinks and commit them under its id (a sink
+        skips an id it has committed before, so this also redoes an interrupted commit)."""
+        outbox = state.outbox if state is not None else None
         if outbox is not None and outbox.num_rows:
             self.sink.write(outbox)
         pause("committing", checkpoint_id)
         self.sink.commit(checkpoint_id)
+        if self.late_sink is not None:
+            late = state.late_outbox if state is not None else None
+            if late is not None and late.num_rows:
+                self.late_sink.write(late)
+            self.late_sink.commit(checkpoint_id)
 
     def status(self) -> dict[str, Any]:
         s = self.stats
@@ -273,6 +307,8 @@ class _PipelineRun:
         finally:
             try:
                 self.sink.close()
+                if self.late_sink is not None:
+                    self.late_sink.close()
             finally:
                 self.con.close()
 
@@ -303,13 +339,18 @@ class _PipelineRun:
             rows += table.num_rows
             if scan.computed_sql is not None:
                 table = self.sql(scan.computed_sql, table)
-            candidate = self.candidate(table)
+            if b.split not in self.splits:
+                self.splits.add(b.split)
+                self.tracker.add_split(b.split)
+            if self.p.carry:
+                table, candidate = self.hidden_columns(table, b.split)
+            else:
+                candidate = self.candidate(table)
             if candidate is not None:
-                if b.split not in self.splits:
-                    self.splits.add(b.split)
-                    self.tracker.add_split(b.split)
                 self.tracker.observe(b.split, candidate)
+            self.batch = table if ROW_ID in self.p.carry else None
             self.push(table, 0)
+            self.batch = None
         self.stats.rows_in += rows
         self.advance(self.watermark())
         return rows
@@ -348,7 +389,10 @@ class _PipelineRun:
                 continue
             prepared = self.sql(step.pre.sql, table) if isinstance(step, WindowAgg) else table
             wm = self.op_wm[i] if self.op_wm[i] > MIN_WATERMARK else None
-            self.stats.late_rows += int(self.ops[i].process(prepared, wm) or 0)
+            late = int(self.ops[i].process(prepared, wm) or 0)
+            self.stats.late_rows += late
+            if late and self.batch is not None and ROW_ID in prepared.column_names:
+                self.side_output(prepared, self.ops[i])
             return
         if table.num_rows:
             out = conform(table, self.p.sink, self.sink.schema)
@@ -357,6 +401,61 @@ class _PipelineRun:
             else:
                 self.sink.write(out)
             self.stats.rows_out += out.num_rows
+
+    def hidden_columns(self, table: pa.Table, split: str) -> tuple[pa.Table, int | None]:
+        """Add the columns the plan carries to its first window: ``__wm``, each row's own
+        watermark (that of the rows before it: Flink's per-record watermarks), and
+        ``__rid``, its index in the batch. Returns the table and the batch's candidate."""
+        n = table.num_rows
+        candidate = None
+        if ROW_WATERMARK in self.p.carry:
+            rows = self.row_candidates(table)
+            valid = rows[rows > MIN_WATERMARK]
+            candidate = int(valid.max()) if len(valid) else None
+            own = self.tracker.splits.get(split)
+            before = np.maximum.accumulate(rows)
+            previous = np.concatenate(([MIN_WATERMARK], before[:-1]))
+            if own is not None:
+                previous = np.maximum(previous, own)
+            others = self.tracker.others_ms(split)
+            now = self.watermark()
+            if others is None:
+                row_wm = np.full(n, now, dtype=np.int64)
+            else:
+                row_wm = np.maximum(np.minimum(previous, others), now)
+            table = table.append_column(ROW_WATERMARK, pa.array(row_wm, pa.int64()))
+        else:
+            candidate = self.candidate(table)
+        if ROW_ID in self.p.carry:
+            table = table.append_column(ROW_ID, pa.array(np.arange(n, dtype=np.int64)))
+        return table, candidate
+
+    def row_candidates(self, table: pa.Table) -> np.ndarray:
+        """Each row's watermark candidate (epoch ms; the minimum long for a NULL rowtime)."""
+        scan = self.p.scan
+        assert scan.rowtime is not None
+        if scan.row_watermark_sql is not None:
+            column = self.sql(scan.row_watermark_sql, table).column(0)
+        else:
+            column = table.column(scan.rowtime)
+        if not pa.types.is_timestamp(column.type):
+            raise PipelineError(
+                f"{self.p.name}: the watermark of '{scan.table.name}' must be a timestamp, "
+                f"found {column.type}"
+            )
+        ms = pc.cast(column, pa.timestamp("ms", tz=column.type.tz), safe=False)
+        values = pc.fill_null(pc.cast(ms, pa.int64()), MIN_WATERMARK).to_numpy()
+        delay = scan.watermark_delay_ms or 0
+        return np.where(values > MIN_WATERMARK + delay, values - delay, MIN_WATERMARK)
+
+    def side_output(self, prepared: pa.Table, op: Any) -> None:
+        """The source rows *op* just dropped as late, to the late-events topic."""
+        ids = getattr(op, "dropped_ids", None)
+        if ids is None or self.batch is None or self.late_sink is None:
+            return
+        rows = self.batch.take(pa.array(ids, pa.int64()))
+        physical = self.late_sink.schema
+        self.late_outbox.append(rows.select(physical.names).cast(physical))
 
     def advance(self, watermark: int) -> None:
         """Fire the windows the watermark has passed, in plan order (so a downstream
@@ -377,6 +476,19 @@ class _PipelineRun:
         """End of a bounded input: the watermark goes to +infinity; every window fires."""
         self.floor = MAX_WATERMARK
         self.advance(MAX_WATERMARK)
+
+
+def late_table(pipeline: Pipeline) -> CreateTable:
+    """The side output of a pipeline's late rows: the source's physical columns, in a topic
+    (``'fluvial.late-events.topic'``), committed per checkpoint under its own state name."""
+    source = pipeline.scan.table
+    assert pipeline.scan.late_topic
+    options = {
+        "connector": "fluvial",
+        "topic": pipeline.scan.late_topic,
+        "sink.transactional-id-prefix": f"{pipeline.name}.late",
+    }
+    return CreateTable(f"{source.name}__late", source.physical, options)
 
 
 def _py_step(pipeline: str, step: PyStep, table: pa.Table) -> pa.Table:
@@ -510,7 +622,7 @@ def run_job(
             # the newest checkpoint's commit may have been cut short: redo it (idempotent)
             for run in runs:
                 saved = restored.pipelines.get(run.p.name)
-                run.commit(restored.id, saved.outbox if saved else None, pause)
+                run.commit(restored.id, saved, pause)
         # ids keep increasing across runs of the job, so a sink never skips new rows as an
         # id it committed in an earlier run
         used = [last_id or 0, (store.latest() or 0) if store else 0]
@@ -529,7 +641,7 @@ def run_job(
                 # a crash hands them exactly the same tables (and files roll identically)
                 snapshot = store.read(next_id)
             for r in runs:
-                r.commit(next_id, snapshot.pipelines[r.p.name].outbox, pause)
+                r.commit(next_id, snapshot.pipelines[r.p.name], pause)
             last_id, last_time, next_id = next_id, snapshot.time_ms, next_id + 1
 
         done = [False] * len(runs)

@@ -18,6 +18,7 @@ class BlackholeSink(Sink):
     """Discards rows; :attr:`rows` counts those written, :attr:`committed` those committed."""
 
     transactional: ClassVar[bool] = False  # rows are printed / dropped as they come
+    accepts_updates: ClassVar[bool] = True
     required_options: ClassVar[tuple[str, ...]] = ()
     optional_options: ClassVar[tuple[str, ...]] = ()
 

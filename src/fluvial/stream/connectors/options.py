@@ -17,7 +17,13 @@ if TYPE_CHECKING:
 __all__ = ["Options"]
 
 #: options every table may carry whatever its connector (the engine reads them)
-ENGINE_OPTIONS = ("connector", "scan.watermark.idle-timeout")
+ENGINE_OPTIONS = (
+    "connector",
+    "scan.watermark.idle-timeout",
+    # Fluvial's extensions, on source tables (dropped when a pipeline is deployed to Flink)
+    "fluvial.allowed-lateness",
+    "fluvial.late-events.topic",
+)
 
 
 class Options:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from fluvial.stream.connectors.base import ConnectorContext, Sink
 from fluvial.stream.connectors.options import Options
+from fluvial.stream.ops.keyed import OP
 
 if TYPE_CHECKING:
     from fluvial.stream.sql.ast import CreateTable
@@ -74,13 +75,26 @@ def _render(array: Any) -> Any:
     return pc.fill_null(out, "null")
 
 
+#: Flink's short row kinds, by the ``_op`` byte of an updating result
+KINDS = pa.array(["+I", "-U", "+U", "-D"])
+
+
 def render_rows(table: pa.Table, kind: str = "+I") -> list[str]:
-    """Every row of *table* as ``+I[v1, v2, …]``."""
+    """Every row of *table* as ``+I[v1, v2, …]`` (an ``_op`` column gives each row's kind).
+
+    >>> render_rows(pa.table({"a": [1, 1], "_op": pa.array([1, 2], pa.int8())}))
+    ['-U[1]', '+U[1]']
+    """
     if table.num_rows == 0:
         return []
+    kinds: Any = kind
+    if OP in table.column_names:
+        kinds = pc.take(KINDS, table.column(OP))
+        table = table.drop_columns([OP])
     parts = [_render(table[name]) for name in table.column_names]
     inner = pc.binary_join_element_wise(*parts, ", ") if parts else pa.array([""] * table.num_rows)
-    rows = pc.binary_join_element_wise(f"{kind}[", inner, "]", "")
+    opened = pc.binary_join_element_wise(kinds, "[", "")
+    rows = pc.binary_join_element_wise(opened, inner, "]", "")
     return rows.to_pylist()  # the one unavoidable per-row step: writing text lines
 
 
@@ -88,6 +102,7 @@ class PrintSink(Sink):
     """Prints each written row to stdout (or stderr)."""
 
     transactional: ClassVar[bool] = False  # rows are printed / dropped as they come
+    accepts_updates: ClassVar[bool] = True  # a changelog prints with its row kinds
     required_options: ClassVar[tuple[str, ...]] = ()
     optional_options: ClassVar[tuple[str, ...]] = ("print-identifier", "standard-error")
 

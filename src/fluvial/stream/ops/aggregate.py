@@ -32,13 +32,21 @@ time rows are judged against ``w``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from fluvial.stream.ops.assign import last_window_end, slice_size
-from fluvial.stream.ops.keyed import KeyedWindowOperator
+from fluvial.stream.ops.assign import explode, first_window_end, last_window_end, slice_size
+from fluvial.stream.ops.keyed import (
+    INSERT,
+    UPDATE_AFTER,
+    UPDATE_BEFORE,
+    KeyedWindowOperator,
+    changelog,
+)
 from fluvial.stream.ops.spec import AggSpec, WindowSpec
 
 __all__ = ["WindowAggregate"]
@@ -57,18 +65,24 @@ class WindowAggregate(KeyedWindowOperator):
         keys: Sequence[str],
         aggs: Sequence[AggSpec],
         schema: pa.Schema | None = None,
+        allowed_lateness_ms: int = 0,
     ) -> None:
         if spec.kind == "session":
             raise ValueError("SESSION windows need SessionAggregate, not WindowAggregate")
-        super().__init__(spec, time_col, keys, aggs, schema)
+        super().__init__(spec, time_col, keys, aggs, schema, allowed_lateness_ms)
         self._slice = slice_size(spec)
         self._compacted: pl.DataFrame | None = None  # one row per (slice, keys)
         self._chunks: list[pl.DataFrame] = []  # batch partials appended since compaction
+        # allowed lateness: the ends of fired windows that late rows changed, and the
+        # merged partials of every fired window still within the lateness
+        self._dirty: list[pl.DataFrame] = []  # (__we, keys) of changed fired windows
+        self._emitted: pl.DataFrame | None = None
 
     # -- input --------------------------------------------------------------------------------
 
     def process(self, table: pa.Table, watermark_ms: int | None) -> int:
         """Accumulate a batch; return how many rows were dropped as late."""
+        self.dropped_ids = None
         if table.num_rows == 0:
             return 0
         frame, partials = self._frame(table)
@@ -81,18 +95,45 @@ class WindowAggregate(KeyedWindowOperator):
         )
         frame = frame.with_columns(pl.Series("__we", slice_end, dtype=pl.Int64))
         dropped = 0
-        watermark = self._effective_watermark(watermark_ms)
+        watermark = self._row_watermarks(table, watermark_ms)
         if watermark is not None:
-            on_time = last_window_end(spec, t) - 1 > watermark
+            on_time = last_window_end(spec, t) - 1 + self.allowed_lateness_ms > watermark
             dropped = int(len(t) - np.count_nonzero(on_time))
             if dropped:
                 frame = frame.filter(pl.Series(on_time))
                 self.late_rows += dropped
+                t = t[on_time]
+                self._note_dropped(table, on_time)
+        if self.allowed_lateness_ms and self._fired is not None and frame.height:
+            self._mark_updates(frame, t, watermark, on_time if dropped else None)
         if frame.height:
             chunk = frame.group_by(["__we", *self.keys]).agg(partials.batch)
             self._chunks.append(chunk)
             self._maybe_compact()
         return dropped
+
+    def _mark_updates(
+        self,
+        frame: pl.DataFrame,
+        t: npt.NDArray[np.int64],
+        watermark: Any,
+        kept: npt.NDArray[np.bool_] | None,
+    ) -> None:
+        """Note the fired windows, still within the lateness, that rows at *t* change."""
+        assert self._fired is not None
+        again = first_window_end(self.spec, t) - 1 <= self._fired
+        if not again.any():
+            return
+        rows, _, ends = explode(self.spec, t[again])
+        if isinstance(watermark, np.ndarray):  # per-row watermarks
+            watermark = (watermark if kept is None else watermark[kept])[again][rows]
+        elif watermark is None:
+            watermark = _NO_WATERMARK
+        live = (ends - 1 <= self._fired) & (ends - 1 + self.allowed_lateness_ms > watermark)
+        if live.any():
+            rows, ends = np.flatnonzero(again)[rows[live]], ends[live]
+            keys = frame.select(self.keys)[rows] if self.keys else pl.DataFrame()
+            self._dirty.append(keys.with_columns(pl.Series("__we", ends, dtype=pl.Int64)))
 
     def _maybe_compact(self) -> None:
         pending = sum(c.height for c in self._chunks)
@@ -126,24 +167,82 @@ class WindowAggregate(KeyedWindowOperator):
 
     def _fire(self, watermark: int | None) -> pa.Table:
         state = self._compact()
+        previous = self._fired
         if self._partials is None or state.height == 0:
             if watermark is not None:
                 self._fired = max(watermark, self._fired or _NO_WATERMARK)
-            return self._output(pl.DataFrame())
+            return self._changes(pl.DataFrame(), None)
         slice_end = state["__we"].to_numpy()
         if watermark is None:
             due = np.ones(len(slice_end), dtype=bool)
         else:
             due = slice_end - 1 <= watermark
-        due_rows = state.filter(pl.Series(due))
-        windows = self._windows(due_rows, watermark)
+        windows = self._windows(state.filter(pl.Series(due)), watermark)
+        updates = self._refire(state, previous) if self._dirty else None
+        out = self._changes(windows, updates)
         if watermark is None:
-            self._compacted = None
+            self._compacted = self._emitted = None
         else:
-            keep = last_window_end(self.spec, slice_end - 1) - 1 > watermark
+            lateness = self.allowed_lateness_ms
+            keep = last_window_end(self.spec, slice_end - 1) - 1 + lateness > watermark
             self._compacted = state.filter(pl.Series(keep))
             self._fired = max(watermark, self._fired or _NO_WATERMARK)
-        return self._output(windows)
+            if lateness:
+                self._remember(windows, updates, watermark)
+        return out
+
+    def _refire(self, state: pl.DataFrame, fired: int | None) -> pl.DataFrame | None:
+        """The fired windows that late rows changed, recomputed from all their slices."""
+        assert self._partials is not None
+        dirty = pl.concat(self._dirty, how="vertical_relaxed").unique()
+        self._dirty = []
+        if fired is None or not dirty.height:
+            return None
+        targets = dirty["__we"].unique().to_numpy()
+        rows, starts, ends = explode(self.spec, state["__we"].to_numpy() - 1)
+        hit = np.isin(ends, targets)
+        rows, starts, ends = rows[hit], starts[hit], ends[hit]
+        exploded = state.drop("__we")[rows].with_columns(
+            pl.Series("__ws", starts, dtype=pl.Int64), pl.Series("__we", ends, dtype=pl.Int64)
+        )
+        merged = exploded.group_by(["__ws", "__we", *self.keys]).agg(self._partials.merge)
+        return merged.join(dirty, on=["__we", *self.keys], how="semi", nulls_equal=True)
+
+    def _remember(
+        self, windows: pl.DataFrame, updates: pl.DataFrame | None, watermark: int
+    ) -> None:
+        """Keep what fired windows emitted while they may still change; forget the rest."""
+        on = ["__ws", "__we", *self.keys]
+        parts = [] if self._emitted is None else [self._emitted]
+        if updates is not None and updates.height and parts:
+            parts = [parts[0].join(updates.select(on), on=on, how="anti", nulls_equal=True)]
+        parts += [f for f in (windows, updates) if f is not None and f.height]
+        if not parts:
+            return
+        emitted = pl.concat(parts, how="vertical_relaxed")
+        live = emitted["__we"] - 1 + self.allowed_lateness_ms > watermark
+        self._emitted = emitted.filter(live) if emitted.height else None
+
+    def _changes(self, windows: pl.DataFrame, updates: pl.DataFrame | None) -> pa.Table:
+        """The output: appends, or with allowed lateness a changelog (``_op``)."""
+        if not self.allowed_lateness_ms:
+            return self._output(windows)
+        parts = [(self._output(windows), INSERT)]
+        if updates is not None and updates.height:
+            on = ["__ws", "__we", *self.keys]
+            before = pl.DataFrame()
+            if self._emitted is not None:
+                before = self._emitted.join(updates.select(on), on=on, nulls_equal=True)
+                before = before.select(updates.columns)
+            known = updates.join(before.select(on), on=on, how="semi", nulls_equal=True)
+            fresh = updates.join(before.select(on), on=on, how="anti", nulls_equal=True)
+            parts = [
+                (self._output(before), UPDATE_BEFORE),
+                (self._output(known), UPDATE_AFTER),
+                (self._output(fresh), INSERT),
+                *parts,
+            ]
+        return changelog(parts)
 
     def _windows(self, slices: pl.DataFrame, watermark: int | None) -> pl.DataFrame:
         """Merge slice partials into the windows that fire now: ``__ws, __we, keys, partials``."""
@@ -193,10 +292,26 @@ class WindowAggregate(KeyedWindowOperator):
         return int(sum(p.estimated_size() for p in parts))
 
     def snapshot(self) -> bytes:
-        """The state as Arrow IPC, for checkpoints."""
-        return self._dump(self._compact())
+        """The state as Arrow IPC, for checkpoints (with allowed lateness, the emitted
+        windows too: rows with a ``__ws``)."""
+        state = self._compact()
+        if not self.allowed_lateness_ms:
+            return self._dump(state)
+        parts = [state.with_columns(pl.lit(0, pl.Int8).alias("__part"))]
+        if self._emitted is not None:
+            parts.append(self._emitted.with_columns(pl.lit(1, pl.Int8).alias("__part")))
+        parts += [d.with_columns(pl.lit(2, pl.Int8).alias("__part")) for d in self._dirty]
+        return self._dump(pl.concat(parts, how="diagonal_relaxed"))
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's."""
         state = self._load(data)
+        if "__part" in state.columns:  # allowed lateness: emitted windows and changes too
+            part = state["__part"]
+            values = [c for c in state.columns if c not in ("__part", "__ws", "__we", *self.keys)]
+            emitted = state.filter(part == 1).select("__ws", "__we", *self.keys, *values)
+            dirty = state.filter(part == 2).select("__we", *self.keys)
+            state = state.filter(part == 0).drop("__part", "__ws")
+            self._emitted = emitted if emitted.height else None
+            self._dirty = [dirty] if dirty.height else []
         self._compacted, self._chunks = (state if state.height else None), []

@@ -22,7 +22,15 @@ import pyarrow as pa
 from fluvial.errors import PipelineError
 from fluvial.stream.ops.spec import WindowSpec
 
-__all__ = ["assign_windows", "epoch_ms", "last_window_end", "slice_size", "validate_spec"]
+__all__ = [
+    "assign_windows",
+    "epoch_ms",
+    "explode",
+    "first_window_end",
+    "last_window_end",
+    "slice_size",
+    "validate_spec",
+]
 
 I64 = npt.NDArray[np.int64]
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
@@ -66,6 +74,19 @@ def _floor_to(t: I64, period: int, offset: int) -> I64:
 def last_window_end(spec: WindowSpec, t: I64) -> I64:
     """The end of the last window containing each time: once it fired, the row is late."""
     return _floor_to(t, _period(spec), spec.offset_ms) + spec.size_ms
+
+
+def first_window_end(spec: WindowSpec, t: I64) -> I64:
+    """The end of the first window containing each time: once it fired, a row there updates
+    a result already emitted (allowed lateness)."""
+    if spec.kind == "hop":
+        last_start = _floor_to(t, spec.slide_ms, spec.offset_ms)
+        counts = (last_start - t + spec.size_ms - 1) // spec.slide_ms + 1
+        return last_start - (counts - 1) * spec.slide_ms + spec.size_ms
+    if spec.kind == "cumulate":
+        ws = _floor_to(t, spec.size_ms, spec.offset_ms)
+        return ws + ((t - ws) // spec.step_ms + 1) * spec.step_ms
+    return last_window_end(spec, t)
 
 
 def epoch_ms(table: pa.Table, time_col: str) -> I64:

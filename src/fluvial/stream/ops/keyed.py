@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
@@ -20,9 +22,35 @@ from fluvial.stream.ops.assign import epoch_ms, validate_spec, window_columns
 from fluvial.stream.ops.partials import Partials
 from fluvial.stream.ops.spec import AggSpec, WindowSpec
 
-__all__ = ["KeyedWindowOperator"]
+__all__ = [
+    "INSERT",
+    "OP",
+    "ROW_ID",
+    "ROW_WATERMARK",
+    "UPDATE_AFTER",
+    "UPDATE_BEFORE",
+    "KeyedWindowOperator",
+    "changelog",
+]
 
 _META = b"fluvial.window_state"
+
+#: the changelog column of updating results, with Flink's RowKind byte values
+OP = "_op"
+INSERT, UPDATE_BEFORE, UPDATE_AFTER, DELETE = 0, 1, 2, 3
+#: an optional input column: each row's own watermark (``pipeline.auto-watermark-interval``
+#: = 0, watermarks per record), epoch ms
+ROW_WATERMARK = "__wm"
+#: an optional input column: each row's index in its source batch (late-events side output)
+ROW_ID = "__rid"
+
+
+def changelog(parts: Sequence[tuple[pa.Table, int]]) -> pa.Table:
+    """Concatenate result tables, each tagged with its row kind in an int8 ``_op`` column."""
+    tagged = [
+        t.append_column(OP, pa.array(np.full(t.num_rows, op, dtype=np.int8))) for t, op in parts
+    ]
+    return pa.concat_tables(tagged)
 
 
 class KeyedWindowOperator:
@@ -35,8 +63,16 @@ class KeyedWindowOperator:
         keys: Sequence[str],
         aggs: Sequence[AggSpec],
         schema: pa.Schema | None = None,
+        allowed_lateness_ms: int = 0,
     ) -> None:
         validate_spec(spec)
+        if allowed_lateness_ms < 0:
+            raise PipelineError(
+                f"allowed lateness must not be negative; found {allowed_lateness_ms}"
+            )
+        #: a fired window keeps its state this long and fires again, updated, on late rows
+        self.allowed_lateness_ms = int(allowed_lateness_ms)
+        self._extra: dict[str, object] = {}
         self.spec = spec
         self.time_col = time_col
         self.keys = tuple(keys)
@@ -46,6 +82,8 @@ class KeyedWindowOperator:
         columns = {a.arg for a in self.aggs if a.arg} | {a.filter for a in self.aggs if a.filter}
         self._inputs = [time_col, *self.keys, *sorted(columns - {time_col, *self.keys})]
         self.late_rows = 0
+        #: the :data:`ROW_ID` values of the rows the last ``process`` dropped as late
+        self.dropped_ids: npt.NDArray[np.int64] | None = None
         self._fired: int | None = None  # the highest watermark advance() has fired up to
         self._schema: pa.Schema | None = None
         self._partials: Partials | None = None
@@ -90,6 +128,22 @@ class KeyedWindowOperator:
             return watermark_ms
         return self._fired if watermark_ms is None else max(self._fired, watermark_ms)
 
+    def _row_watermarks(
+        self, table: pa.Table, watermark_ms: int | None
+    ) -> int | npt.NDArray[np.int64] | None:
+        """The watermark each row is judged against: the batch's (a scalar), or each row's
+        own when the input carries :data:`ROW_WATERMARK` — never below what has fired."""
+        scalar = self._effective_watermark(watermark_ms)
+        if ROW_WATERMARK not in table.column_names:
+            return scalar
+        rows = table.column(ROW_WATERMARK).to_numpy()
+        return rows if scalar is None else np.maximum(rows, scalar)
+
+    def _note_dropped(self, table: pa.Table, kept: npt.NDArray[np.bool_]) -> None:
+        """Remember which input rows (their :data:`ROW_ID`) the last batch dropped."""
+        if ROW_ID in table.column_names:
+            self.dropped_ids = table.column(ROW_ID).to_numpy()[~kept]
+
     # -- output -------------------------------------------------------------------------------
 
     def _output(self, windows: pl.DataFrame) -> pa.Table:
@@ -116,8 +170,8 @@ class KeyedWindowOperator:
 
     # -- snapshots ----------------------------------------------------------------------------
 
-    def _dump(self, state: pl.DataFrame) -> bytes:
-        meta = {"fired": self._fired, "late_rows": self.late_rows}
+    def _dump(self, state: pl.DataFrame, extra: dict[str, object] | None = None) -> bytes:
+        meta = {"fired": self._fired, "late_rows": self.late_rows, **(extra or {})}
         table = state.to_arrow()
         metadata = {_META: json.dumps(meta).encode()}
         if self._schema is not None:
@@ -141,6 +195,7 @@ class KeyedWindowOperator:
             self._bind(schema)
         self._fired = meta["fired"]
         self.late_rows = int(meta["late_rows"])
+        self._extra = {k: v for k, v in meta.items() if k not in ("fired", "late_rows")}
         frame = pl.from_arrow(table.replace_schema_metadata(None))
         assert isinstance(frame, pl.DataFrame)
         return frame

@@ -67,6 +67,7 @@ class SessionAggregate(KeyedWindowOperator):
 
     def process(self, table: pa.Table, watermark_ms: int | None) -> int:
         """Merge a batch into the sessions; return how many rows were dropped as late."""
+        self.dropped_ids = None
         if table.num_rows == 0:
             return 0
         frame, partials = self._frame(table)
@@ -125,6 +126,7 @@ class SessionAggregate(KeyedWindowOperator):
             if late.len():
                 is_late = frame["__island"].is_in(late.implode())
                 dropped = int(is_late.sum())
+                self._note_dropped(table, ~is_late.to_numpy())
                 frame = frame.filter(~is_late)
                 self.late_rows += dropped
         parts = [frame.group_by(["__island", *keys]).agg(partials.batch)]

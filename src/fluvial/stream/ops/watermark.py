@@ -76,6 +76,22 @@ class WatermarkTracker:
         """Each split's own watermark (None before its first row)."""
         return dict(self._watermarks)
 
+    def others_ms(self, split: str) -> int | None:
+        """The least watermark of the active, non-idle splits other than *split* (what
+        holds the pipeline back while *split* advances): +∞ when there are none, None
+        while one of them has no data yet."""
+        now = self._clock()
+        least = MAX_WATERMARK_MS
+        for other, watermark in self._watermarks.items():
+            if other == split or other in self._finished:
+                continue
+            if self._idle_timeout_s > 0 and now - self._last_data[other] >= self._idle_timeout_s:
+                continue
+            if watermark is None:
+                return None
+            least = min(least, watermark)
+        return least
+
     @property
     def current_ms(self) -> int | None:
         """The pipeline watermark in epoch ms; None until every active split has data."""

@@ -17,7 +17,9 @@ from pathlib import Path
 from sqlglot import exp
 
 from fluvial.errors import SqlError, UnsupportedSqlError, did_you_mean
+from fluvial.stream.connectors.options import Options
 from fluvial.stream.ops.spec import AggFunc, AggSpec, WindowSpec
+from fluvial.stream.plan.carry import carry_job
 from fluvial.stream.plan.fuse import fuse_job
 from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, Scan, SinkNode, Step, WindowAgg
 from fluvial.stream.plan.scan_fuse import fuse_scan_job
@@ -31,10 +33,14 @@ WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 LEGACY_AUX = {"START": "window_start", "END": "window_end", "ROWTIME": "window_time"}
 LEGACY_WINDOWS = ("TUMBLE", "HOP", "SESSION")
 IDLE_TIMEOUT_KEYS = ("scan.watermark.idle-timeout", "table.exec.source.idle-timeout")
+WATERMARK_INTERVAL_KEY = "pipeline.auto-watermark-interval"
+#: Fluvial's table options (extensions of Flink's): on a source table with a WATERMARK
+LATENESS_OPTION = "fluvial.allowed-lateness"
+LATE_TOPIC_OPTION = "fluvial.late-events.topic"
 
 
 #: plan rewrites applied in order after planning (each one function, one module)
-PASSES: tuple[Callable[[Job], Job], ...] = (fuse_job, fuse_scan_job)
+PASSES: tuple[Callable[[Job], Job], ...] = (fuse_job, fuse_scan_job, carry_job)
 
 
 def plan_scan(table: CreateTable) -> Scan:
@@ -155,6 +161,21 @@ class _Planner:
         self.tables = script.tables
         self.views = {name: v.query for name, v in script.views.items()}
         self.settings = dict(script.settings if settings is None else settings)
+        interval = self.settings.get(WATERMARK_INTERVAL_KEY)
+        try:
+            self.row_watermarks = interval is not None and parse_duration_ms(interval) == 0
+        except SqlError as exc:
+            raise SqlError(
+                f"SET '{WATERMARK_INTERVAL_KEY}': {exc.detail}", source=script.source
+            ) from exc
+
+    def duration(self, table: CreateTable, option: str, value: str | None) -> int:
+        if not value:
+            return 0
+        try:
+            return parse_duration_ms(value)
+        except SqlError as exc:
+            raise Options(table).error(f"option '{option}': {exc.detail}") from exc
 
     # errors ----------------------------------------------------------------
     def error(self, message: str, node: exp.Expr | None = None) -> SqlError:
@@ -204,8 +225,36 @@ class _Planner:
                 column=col,
                 source=self.script.source,
             )
+        updating = any(isinstance(st, WindowAgg) and st.allowed_lateness_ms for st in rel.steps)
+        if updating:
+            self.check_updates(sink_table, rel, insert)
         return Pipeline(
-            name, rel.scan, tuple(rel.steps), SinkNode(sink_table, tuple(targets)), line
+            name,
+            rel.scan,
+            tuple(rel.steps),
+            SinkNode(sink_table, tuple(targets)),
+            line,
+            updating=updating,
+        )
+
+    def check_updates(self, sink: CreateTable, rel: _Rel, insert: Insert) -> None:
+        """An append-only sink refuses an updating result, as Flink does."""
+        from fluvial.stream.connectors.registry import connector_class
+
+        cls = connector_class(sink, "sink")
+        if getattr(cls, "accepts_updates", False):
+            return
+        window = next(st for st in rel.steps if isinstance(st, WindowAgg))
+        pos = insert.position
+        raise SqlError(
+            f"Table sink '{sink.name}' doesn't support consuming update changes which is "
+            f"produced by node WindowAggregate(window=[{window.spec.kind.upper()}], "
+            f"allowed lateness {window.allowed_lateness_ms} ms from "
+            f"'{LATENESS_OPTION}' of '{rel.scan.table.name}'); write to a sink that "
+            "accepts updates (connector 'store', 'print' or 'blackhole')",
+            line=pos.line if pos else None,
+            column=pos.column if pos else None,
+            source=self.script.source,
         )
 
     # relations -------------------------------------------------------------
@@ -340,6 +389,17 @@ class _Planner:
         idle = table.options.get("scan.watermark.idle-timeout") or self.settings.get(
             "table.exec.source.idle-timeout"
         )
+        lateness = table.options.get(LATENESS_OPTION)
+        late_topic = table.options.get(LATE_TOPIC_OPTION)
+        if (lateness or late_topic) and wm is None:
+            option = LATENESS_OPTION if lateness else LATE_TOPIC_OPTION
+            raise Options(table).error(
+                f"'{option}' needs a WATERMARK: only event-time windows drop or update late rows"
+            )
+        row_sql = None
+        if wm_sql is not None:
+            assert wm is not None
+            row_sql = f"SELECT {to_duckdb(_unqualified(wm.expr))} AS wm FROM {BATCH}"
         scan = Scan(
             table=table,
             columns=names,
@@ -348,6 +408,10 @@ class _Planner:
             watermark_delay_ms=wm.delay_ms if wm else None,
             watermark_sql=wm_sql,
             idle_timeout_ms=parse_duration_ms(idle) if idle else None,
+            row_watermarks=wm is not None and self.row_watermarks,
+            row_watermark_sql=row_sql,
+            allowed_lateness_ms=self.duration(table, LATENESS_OPTION, lateness),
+            late_topic=late_topic or None,
         )
         return _Rel(scan, [], names, rowtime)
 
@@ -607,8 +671,23 @@ class _Planner:
         )
         post_sql = select_sql(rewritten, names, having_rw)
         post_calc = Calc(post_sql, tuple(names), "Calc", _flink_detail(rewritten, having_rw, names))
+        if any(isinstance(st, WindowAgg) and st.allowed_lateness_ms for st in rel.steps):
+            raise self.unsupported(
+                "a window aggregation over an updating input (a window with allowed lateness)",
+                q,
+            )
+        first = not any(isinstance(st, WindowAgg) for st in rel.steps)
+        lateness = rel.scan.allowed_lateness_ms if first else 0
+        if lateness and spec.kind == "session":
+            raise self.unsupported(f"'{LATENESS_OPTION}' with SESSION windows", q)
         step = WindowAgg(
-            spec, time_col, tuple(k for k, _ in keys), tuple(aggs), pre_calc, post_calc
+            spec,
+            time_col,
+            tuple(k for k, _ in keys),
+            tuple(aggs),
+            pre_calc,
+            post_calc,
+            lateness,
         )
         rowtime = None
         for e, n in zip(rewritten, names, strict=True):

@@ -51,6 +51,16 @@ class Scan:
     watermark_delay_ms: int | None = None
     watermark_sql: str | None = None
     idle_timeout_ms: int | None = None
+    #: ``pipeline.auto-watermark-interval`` = 0: every row is judged against the watermark
+    #: of the rows before it (Flink's per-record watermarks), not the batch's
+    row_watermarks: bool = False
+    #: each row's watermark candidate (a ``wm`` column, before ``- delay``) when the rowtime
+    #: is not a column of the raw batch (computed, or a custom WATERMARK expression)
+    row_watermark_sql: str | None = None
+    #: table option ``'fluvial.allowed-lateness'``: fired windows update on late rows
+    allowed_lateness_ms: int = 0
+    #: table option ``'fluvial.late-events.topic'``: rows dropped as late go there
+    late_topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class WindowAgg:
     aggs: tuple[AggSpec, ...]
     pre: Calc
     post: Calc
+    #: with allowed lateness the output is a changelog (an ``_op`` column)
+    allowed_lateness_ms: int = 0
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -126,6 +138,11 @@ class Pipeline:
     steps: tuple[Step, ...]
     sink: SinkNode
     line: int | None = None
+    #: hidden columns the scan adds and the steps carry to the first window operator
+    #: (``__wm`` per-row watermarks, ``__rid`` row ids for the late-events side output)
+    carry: tuple[str, ...] = ()
+    #: the pipeline emits updates (an ``_op`` changelog column), not appends only
+    updating: bool = False
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,15 @@ def fuse_scan_steps(scan: Scan, steps: tuple[Step, ...]) -> tuple[Scan, tuple[St
             watermark_sql = nest(computed, Calc(watermark_sql, ("wm",))).sql
     except ValueError:  # a step that does not read ``batch`` once: keep the scan's query
         return scan, steps
-    fused_scan = dataclasses.replace(scan, computed_sql=None, watermark_sql=watermark_sql)
+    row_sql = scan.row_watermark_sql
+    if scan.rowtime is not None:  # per-row watermarks read the computed rowtime the same way
+        rowtime = exp.to_identifier(scan.rowtime, quoted=True).sql(dialect="duckdb")
+        row_sql = nest(
+            computed, Calc(row_sql or f"SELECT {rowtime} AS wm FROM {BATCH}", ("wm",))
+        ).sql
+    fused_scan = dataclasses.replace(
+        scan, computed_sql=None, watermark_sql=watermark_sql, row_watermark_sql=row_sql
+    )
     return fused_scan, (fused, *steps[1:])
 
 
