@@ -77,6 +77,9 @@ class WindowAggregate(KeyedWindowOperator):
         # merged partials of every fired window still within the lateness
         self._dirty: list[pl.DataFrame] = []  # (__we, keys) of changed fired windows
         self._emitted: pl.DataFrame | None = None
+        # per-record watermarks: a row some of whose windows fired before it arrived (mid
+        # batch) counts only in windows ending at or after ``__me`` (its slice keeps it apart)
+        self._per_row = False
 
     # -- input --------------------------------------------------------------------------------
 
@@ -106,8 +109,12 @@ class WindowAggregate(KeyedWindowOperator):
                 self._note_dropped(table, on_time)
         if self.allowed_lateness_ms and self._fired is not None and frame.height:
             self._mark_updates(frame, t, watermark, on_time if dropped else None)
+        if isinstance(watermark, np.ndarray) and not self.allowed_lateness_ms:
+            self._per_row = True
+            rows_wm = watermark[on_time] if dropped else watermark
+            frame = frame.with_columns(pl.Series("__me", self._min_ends(t, rows_wm)))
         if frame.height:
-            chunk = frame.group_by(["__we", *self.keys]).agg(partials.batch)
+            chunk = frame.group_by(self._slice_keys).agg(partials.batch)
             self._chunks.append(chunk)
             self._maybe_compact()
         return dropped
@@ -148,12 +155,32 @@ class WindowAggregate(KeyedWindowOperator):
         assert self._partials is not None
         merged = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
         if len(parts) > 1:
-            merged = merged.group_by(["__we", *self.keys]).agg(self._partials.merge)
+            merged = merged.group_by(self._slice_keys).agg(self._partials.merge)
         self._compacted, self._chunks = merged, []
         return merged
 
     def _empty_state(self) -> pl.DataFrame:
         return pl.DataFrame({"__we": pl.Series([], dtype=pl.Int64)})
+
+    @property
+    def _slice_keys(self) -> list[str]:
+        return ["__we", "__me", *self.keys] if self._per_row else ["__we", *self.keys]
+
+    def _min_ends(
+        self, t: npt.NDArray[np.int64], watermark: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Per row, the least end of a window it may count in: windows that ended at or
+        before its own watermark fired before it arrived (0: every window)."""
+        first = first_window_end(self.spec, t)
+        fired = _NO_WATERMARK if self._fired is None else self._fired
+        behind = (first - 1 <= watermark) & (watermark > fired)
+        if not behind.any():
+            return np.zeros(len(t), dtype=np.int64)
+        stride = self.spec.slide_ms if self.spec.kind == "hop" else self.spec.step_ms
+        if self.spec.kind == "tumble":
+            stride = self.spec.size_ms
+        skip = np.floor_divide(np.maximum(watermark + 1 - first, 0), stride) + 1
+        return np.where(behind, first + skip * stride, 0)
 
     # -- output -------------------------------------------------------------------------------
 
@@ -266,6 +293,9 @@ class WindowAggregate(KeyedWindowOperator):
         lower = _NO_WATERMARK if self._fired is None else self._fired
         upper = np.iinfo(np.int64).max if watermark is None else watermark
         firing = (window_end - 1 > lower) & (window_end - 1 <= upper)
+        if "__me" in slices.columns:
+            firing &= window_end >= slices["__me"].to_numpy()[rows]
+            slices = slices.drop("__me")
         rows, window_end = rows[firing], window_end[firing]
         if spec.kind == "cumulate":
             window_start = last_end[rows] - spec.size_ms
@@ -314,4 +344,5 @@ class WindowAggregate(KeyedWindowOperator):
             state = state.filter(part == 0).drop("__part", "__ws")
             self._emitted = emitted if emitted.height else None
             self._dirty = [dirty] if dirty.height else []
+        self._per_row = "__me" in state.columns
         self._compacted, self._chunks = (state if state.height else None), []
