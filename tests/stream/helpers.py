@@ -147,6 +147,6 @@ def upserted(tables: list[pa.Table], key: list[str]) -> dict[tuple[Any, ...], tu
                 state[k] = tuple(row.values())
             elif op == 3:
                 state.pop(k, None)
-            else:
-                assert state.get(k) == tuple(row.values()), "-U must retract what was emitted"
+            else:  # -U: retracts what was emitted (a +U, if any, follows)
+                assert state.pop(k, None) == tuple(row.values()), "-U must retract the last row"
     return state

@@ -37,11 +37,13 @@ from fluvial.errors import PipelineError
 from fluvial.stream.checkpoint import Checkpoint, CheckpointStore, PipelineState, now_ms
 from fluvial.stream.connectors.base import ConnectorContext, Sink, Source
 from fluvial.stream.ops import SessionAggregate, WatermarkTracker, WindowAggregate
+from fluvial.stream.ops.group import GroupAggregate
 from fluvial.stream.ops.keyed import OP, ROW_ID, ROW_WATERMARK
 from fluvial.stream.plan.build import parse_duration_ms
 from fluvial.stream.plan.nodes import (
     BATCH,
     Calc,
+    GroupAgg,
     Job,
     Pipeline,
     PyStep,
@@ -206,6 +208,8 @@ class _PipelineRun:
                         step.aggs,
                         allowed_lateness_ms=step.allowed_lateness_ms,
                     )
+            elif isinstance(step, GroupAgg):
+                self.ops[i] = GroupAggregate(step.keys, step.aggs, ttl_ms=step.ttl_ms)
             elif isinstance(step, PyWindow):  # the dataflow API's user aggregates
                 self.ops[i] = step.make_operator()
         self.op_wm = dict.fromkeys(self.ops, MIN_WATERMARK)
@@ -387,7 +391,10 @@ class _PipelineRun:
             if isinstance(step, PyStep):  # the dataflow API: a whole batch per call
                 table = _py_step(self.p.name, step, table)
                 continue
-            prepared = self.sql(step.pre.sql, table) if isinstance(step, WindowAgg) else table
+            if isinstance(step, WindowAgg | GroupAgg):
+                prepared = self.sql(step.pre.sql, table)
+            else:
+                prepared = table
             wm = self.op_wm[i] if self.op_wm[i] > MIN_WATERMARK else None
             late = int(self.ops[i].process(prepared, wm) or 0)
             self.stats.late_rows += late
@@ -462,13 +469,13 @@ class _PipelineRun:
         window sees its input before its own watermark moves)."""
         self.stats.watermark_ms = watermark if watermark > MIN_WATERMARK else None
         for i, op in self.ops.items():
-            if watermark <= self.op_wm[i]:
+            if watermark <= self.op_wm[i] and not getattr(op, "eager", False):
                 continue
             fired = op.flush() if watermark == MAX_WATERMARK else op.advance(watermark)
-            self.op_wm[i] = watermark
+            self.op_wm[i] = max(watermark, self.op_wm[i])
             step = self.p.steps[i]
             if fired is not None and fired.num_rows:
-                if isinstance(step, WindowAgg):
+                if isinstance(step, WindowAgg | GroupAgg):
                     fired = self.sql(step.post.sql, fired)
                 self.push(fired, i + 1)
 

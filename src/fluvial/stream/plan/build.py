@@ -21,7 +21,18 @@ from fluvial.stream.connectors.options import Options
 from fluvial.stream.ops.spec import AggFunc, AggSpec, WindowSpec
 from fluvial.stream.plan.carry import carry_job
 from fluvial.stream.plan.fuse import fuse_job
-from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, Scan, SinkNode, Step, WindowAgg
+from fluvial.stream.plan.nodes import (
+    BATCH,
+    Calc,
+    GroupAgg,
+    Job,
+    Pipeline,
+    Scan,
+    SinkNode,
+    Step,
+    WindowAgg,
+    is_updating,
+)
 from fluvial.stream.plan.scan_fuse import fuse_scan_job
 from fluvial.stream.sql import interval_ms, to_duckdb
 from fluvial.stream.sql.ast import CreateTable, Insert, Script, WindowTVF
@@ -34,6 +45,8 @@ LEGACY_AUX = {"START": "window_start", "END": "window_end", "ROWTIME": "window_t
 LEGACY_WINDOWS = ("TUMBLE", "HOP", "SESSION")
 IDLE_TIMEOUT_KEYS = ("scan.watermark.idle-timeout", "table.exec.source.idle-timeout")
 WATERMARK_INTERVAL_KEY = "pipeline.auto-watermark-interval"
+#: Flink's idle state retention: applies to unbounded operators (windows clean by watermark)
+STATE_TTL_KEY = "table.exec.state.ttl"
 #: Fluvial's table options (extensions of Flink's): on a source table with a WATERMARK
 LATENESS_OPTION = "fluvial.allowed-lateness"
 LATE_TOPIC_OPTION = "fluvial.late-events.topic"
@@ -225,7 +238,7 @@ class _Planner:
                 column=col,
                 source=self.script.source,
             )
-        updating = any(isinstance(st, WindowAgg) and st.allowed_lateness_ms for st in rel.steps)
+        updating = any(is_updating(st) for st in rel.steps)
         if updating:
             self.check_updates(sink_table, rel, insert)
         return Pipeline(
@@ -244,14 +257,21 @@ class _Planner:
         cls = connector_class(sink, "sink")
         if getattr(cls, "accepts_updates", False):
             return
-        window = next(st for st in rel.steps if isinstance(st, WindowAgg))
+        step = next(st for st in rel.steps if is_updating(st))
+        if isinstance(step, GroupAgg):
+            node = f"GroupAggregate(groupBy=[{', '.join(step.keys)}])"
+        else:
+            assert isinstance(step, WindowAgg)
+            node = (
+                f"WindowAggregate(window=[{step.spec.kind.upper()}], allowed lateness "
+                f"{step.allowed_lateness_ms} ms from '{LATENESS_OPTION}' of "
+                f"'{rel.scan.table.name}')"
+            )
         pos = insert.position
         raise SqlError(
             f"Table sink '{sink.name}' doesn't support consuming update changes which is "
-            f"produced by node WindowAggregate(window=[{window.spec.kind.upper()}], "
-            f"allowed lateness {window.allowed_lateness_ms} ms from "
-            f"'{LATENESS_OPTION}' of '{rel.scan.table.name}'); write to a sink that "
-            "accepts updates (connector 'store', 'print' or 'blackhole')",
+            f"produced by node {node}; write to a sink that accepts updates "
+            "(connector 'store', 'print' or 'blackhole')",
             line=pos.line if pos else None,
             column=pos.column if pos else None,
             source=self.script.source,
@@ -288,13 +308,13 @@ class _Planner:
         if group is not None:
             legacy = [g for g in group.expressions if _fname(g) in LEGACY_WINDOWS]
             if not legacy:
-                raise self.unsupported("GROUP BY without a window (an updating aggregation)", group)
+                return self.window_agg(q, rel, None, None, legacy=False)
             if len(legacy) > 1:
                 raise self.error("GROUP BY may contain only one group window", legacy[1])
             spec, time_col = self.legacy_spec(legacy[0], rel)
             return self.window_agg(q, rel, spec, time_col, legacy=True)
-        if has_agg or q.args.get("having") is not None:
-            raise self.unsupported("an aggregation without GROUP BY window (an updating result)", q)
+        if has_agg or q.args.get("having") is not None:  # a global aggregate: one group
+            return self.window_agg(q, rel, None, None, legacy=False)
         return self.calc(q, rel)
 
     def refuse(self, q: exp.Select) -> None:
@@ -537,9 +557,20 @@ class _Planner:
 
     # windowed aggregation --------------------------------------------------
     def window_agg(
-        self, q: exp.Select, rel: _Rel, spec: WindowSpec, time_col: str, *, legacy: bool
+        self,
+        q: exp.Select,
+        rel: _Rel,
+        spec: WindowSpec | None,
+        time_col: str | None,
+        *,
+        legacy: bool,
     ) -> _Rel:
-        group = q.args["group"]
+        """A window aggregation, or with *spec* None an unbounded GROUP BY (updating)."""
+        group = q.args.get("group")
+        group_exprs = list(group.expressions) if group is not None else []
+        if any(is_updating(st) for st in rel.steps):
+            what = "a window aggregation" if spec is not None else "GROUP BY"
+            raise self.unsupported(f"{what} over an updating input", q)
         where = q.args.get("where")
         having = q.args.get("having")
         base_cols = tuple(c for c in rel.columns if c not in WINDOW_COLUMNS or legacy)
@@ -553,20 +584,20 @@ class _Planner:
         # group keys (window columns of a TVF are the window itself)
         keys: list[tuple[str, exp.Expression]] = []
         seen_window: set[str] = set()
-        for g in group.expressions:
+        for g in group_exprs:
             if legacy and _fname(g) in LEGACY_WINDOWS:
                 continue
-            if not legacy and isinstance(g, exp.Column) and g.name in WINDOW_COLUMNS:
+            if spec and not legacy and isinstance(g, exp.Column) and g.name in WINDOW_COLUMNS:
                 seen_window.add(g.name)
                 continue
             self.check_columns(g, base)
             kname = g.name if isinstance(g, exp.Column) else f"_k{len(keys)}"
             keys.append((kname, g))
-        if not legacy and not {"window_start", "window_end"} <= seen_window:
+        if spec is not None and not legacy and not {"window_start", "window_end"} <= seen_window:
             raise self.error(
                 "a window aggregation must GROUP BY window_start, window_end (and keys)", group
             )
-        for p in spec.partition_by:
+        for p in spec.partition_by if spec is not None else ():
             if p not in [k for k, _ in keys]:
                 raise self.error(
                     f"SESSION window PARTITION BY column '{p}' must also be in GROUP BY", group
@@ -574,9 +605,9 @@ class _Planner:
 
         # aggregates and their pre-computed arguments
         aggs: list[AggSpec] = []
-        pre: list[tuple[str, exp.Expression]] = [
-            (time_col, exp.column(time_col, quoted=not time_col.isidentifier()))
-        ]
+        pre: list[tuple[str, exp.Expression]] = []
+        if time_col is not None:
+            pre.append((time_col, exp.column(time_col, quoted=not time_col.isidentifier())))
         pre += keys
         by_sql: dict[str, str] = {}
 
@@ -643,7 +674,8 @@ class _Planner:
         names = self.names(items)
         rewritten = [e.transform(rewrite) for e in items]
         having_rw = having.this.transform(rewrite) if having is not None else None
-        out_cols = (*WINDOW_COLUMNS, *(k for k, _ in keys), *(a.name for a in aggs))
+        window_cols = WINDOW_COLUMNS if spec is not None else ()
+        out_cols = (*window_cols, *(k for k, _ in keys), *(a.name for a in aggs))
         allowed = set(out_cols)
         originals = [*items, *([having.this] if having is not None else [])]
         results = [*rewritten, *([having_rw] if having_rw is not None else [])]
@@ -671,11 +703,16 @@ class _Planner:
         )
         post_sql = select_sql(rewritten, names, having_rw)
         post_calc = Calc(post_sql, tuple(names), "Calc", _flink_detail(rewritten, having_rw, names))
-        if any(isinstance(st, WindowAgg) and st.allowed_lateness_ms for st in rel.steps):
-            raise self.unsupported(
-                "a window aggregation over an updating input (a window with allowed lateness)",
-                q,
+        if spec is None or time_col is None:
+            ttl = self.settings.get(STATE_TTL_KEY)
+            node = GroupAgg(
+                tuple(k for k, _ in keys),
+                tuple(aggs),
+                pre_calc,
+                post_calc,
+                parse_duration_ms(ttl) if ttl else 0,
             )
+            return _Rel(rel.scan, [*rel.steps, node], tuple(names), None)
         first = not any(isinstance(st, WindowAgg) for st in rel.steps)
         lateness = rel.scan.allowed_lateness_ms if first else 0
         if lateness and spec.kind == "session":

@@ -25,7 +25,16 @@ import sqlglot
 from sqlglot import exp
 
 from fluvial.stream.ops.keyed import OP, ROW_ID, ROW_WATERMARK
-from fluvial.stream.plan.nodes import Calc, Job, Pipeline, PyWindow, Step, WindowAgg
+from fluvial.stream.plan.nodes import (
+    Calc,
+    GroupAgg,
+    Job,
+    Pipeline,
+    PyWindow,
+    Step,
+    WindowAgg,
+    is_updating,
+)
 
 __all__ = ["carry_job", "carry_sql"]
 
@@ -44,7 +53,9 @@ def _calc(calc: Calc, columns: Sequence[str]) -> Calc:
 
 def _pipeline(p: Pipeline) -> Pipeline:
     steps: list[Step] = list(p.steps)
-    first = next((i for i, s in enumerate(steps) if isinstance(s, WindowAgg | PyWindow)), None)
+    first = next(
+        (i for i, s in enumerate(steps) if isinstance(s, WindowAgg | GroupAgg | PyWindow)), None
+    )
     hidden: list[str] = []
     if first is not None and isinstance(steps[first], WindowAgg):
         if all(isinstance(s, Calc) for s in steps[:first]):
@@ -59,12 +70,10 @@ def _pipeline(p: Pipeline) -> Pipeline:
             assert isinstance(window, WindowAgg)
             steps[first] = dataclasses.replace(window, pre=_calc(window.pre, hidden))
     if p.updating:
-        k = next(
-            i for i, s in enumerate(steps) if isinstance(s, WindowAgg) and s.allowed_lateness_ms
-        )
-        window = steps[k]
-        assert isinstance(window, WindowAgg)
-        steps[k] = dataclasses.replace(window, post=_calc(window.post, (OP,)))
+        k = next(i for i, s in enumerate(steps) if is_updating(s))
+        agg = steps[k]
+        assert isinstance(agg, WindowAgg | GroupAgg)
+        steps[k] = dataclasses.replace(agg, post=_calc(agg.post, (OP,)))
         for i in range(k + 1, len(steps)):
             step = steps[i]
             if isinstance(step, Calc):

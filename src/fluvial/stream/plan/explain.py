@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from fluvial.stream.ops.spec import WindowSpec
-from fluvial.stream.plan.nodes import Calc, Job, Pipeline, PyStep, PyWindow, Scan
+from fluvial.stream.plan.nodes import Calc, GroupAgg, Job, Pipeline, PyStep, PyWindow, Scan
 
 __all__ = ["explain"]
 
@@ -77,10 +77,14 @@ def _pipeline_lines(p: Pipeline) -> list[str]:
             )
             for a in step.aggs
         )
-        lines.append(
-            f"WindowAggregate(groupBy=[{', '.join(step.keys)}], "
-            f"window=[{_window(step.spec)} ON {step.time_col}], select=[{aggs}])"
-        )
+        if isinstance(step, GroupAgg):
+            ttl = f", stateTtl=[{_duration(step.ttl_ms)}]" if step.ttl_ms else ""
+            lines.append(f"GroupAggregate(groupBy=[{', '.join(step.keys)}], select=[{aggs}]{ttl})")
+        else:
+            lines.append(
+                f"WindowAggregate(groupBy=[{', '.join(step.keys)}], "
+                f"window=[{_window(step.spec)} ON {step.time_col}], select=[{aggs}])"
+            )
         lines.append(f"Calc({step.pre.detail})")
     lines.extend(_scan_lines(p.scan))
     return lines

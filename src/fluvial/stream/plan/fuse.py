@@ -19,7 +19,7 @@ import dataclasses
 import sqlglot
 from sqlglot import exp
 
-from fluvial.stream.plan.nodes import BATCH, Calc, Job, Step, WindowAgg
+from fluvial.stream.plan.nodes import BATCH, Calc, GroupAgg, Job, Step, WindowAgg
 
 __all__ = ["fuse_calcs", "fuse_job", "nest"]
 
@@ -49,7 +49,7 @@ def fuse_calcs(steps: tuple[Step, ...]) -> tuple[Step, ...]:
                 if isinstance(step, Calc):
                     out[-1] = nest(previous, step)
                     continue
-                if isinstance(step, WindowAgg):  # Python steps read batches, not SQL
+                if isinstance(step, WindowAgg | GroupAgg):  # Python steps read batches
                     out[-1] = dataclasses.replace(step, pre=nest(previous, step.pre))
                     continue
             except ValueError:

@@ -20,7 +20,9 @@ from fluvial.stream.sql.ast import CreateTable
 
 __all__ = [
     "BATCH",
+    "Aggregate",
     "Calc",
+    "GroupAgg",
     "Job",
     "Pipeline",
     "PyStep",
@@ -29,6 +31,7 @@ __all__ = [
     "SinkNode",
     "Step",
     "WindowAgg",
+    "is_updating",
 ]
 
 #: the name every step's SQL reads its input as
@@ -117,7 +120,35 @@ class PyWindow:
     name: str = "PyWindow"
 
 
-Step = Calc | WindowAgg | PyStep | PyWindow
+@dataclass(frozen=True)
+class GroupAgg:
+    """An unbounded GROUP BY (no window): an updating result (a changelog with ``_op``).
+
+    ``pre`` computes the keys and aggregate arguments per row, ``post`` the outer SELECT
+    and HAVING on the changed results; ``ttl_ms`` is ``table.exec.state.ttl``.
+    """
+
+    keys: tuple[str, ...]
+    aggs: tuple[AggSpec, ...]
+    pre: Calc
+    post: Calc
+    ttl_ms: int = 0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.post.columns
+
+
+#: steps with a ``pre`` and a ``post`` query around a stateful aggregate
+Aggregate = WindowAgg | GroupAgg
+Step = Calc | WindowAgg | GroupAgg | PyStep | PyWindow
+
+
+def is_updating(step: object) -> bool:
+    """Whether *step* emits updates (a changelog) rather than appends only."""
+    if isinstance(step, GroupAgg):
+        return True
+    return isinstance(step, WindowAgg) and step.allowed_lateness_ms > 0
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 
 from fluvial.stream.plan.fuse import nest
-from fluvial.stream.plan.nodes import BATCH, Calc, Job, Pipeline, Scan, Step, WindowAgg
+from fluvial.stream.plan.nodes import BATCH, Calc, GroupAgg, Job, Pipeline, Scan, Step, WindowAgg
 
 __all__ = ["fuse_scan_job", "fuse_scan_steps"]
 
@@ -80,7 +80,7 @@ def fuse_scan_steps(scan: Scan, steps: tuple[Step, ...]) -> tuple[Scan, tuple[St
     try:
         if isinstance(first, Calc):
             fused: Step = nest(computed, first)
-        elif isinstance(first, WindowAgg):
+        elif isinstance(first, WindowAgg | GroupAgg):
             fused = dataclasses.replace(first, pre=nest(computed, first.pre))
         else:  # a Python step needs the computed columns materialized
             return scan, steps
