@@ -18,6 +18,9 @@ BENCHMARKS = (
     "stream/bench_ops.py",
     "stream/bench_nexmark.py",
     "stream/bench_vs_flink.py",
+    "lake/bench_archive.py",
+    "lake/bench_query.py",
+    "serve/bench_store.py",
 )
 
 

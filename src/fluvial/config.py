@@ -24,6 +24,7 @@ from fluvial.errors import ConfigError, did_you_mean
 
 __all__ = [
     "CollectorSettings",
+    "FlinkSettings",
     "KafkaSettings",
     "LakeSettings",
     "LogSettings",
@@ -144,6 +145,22 @@ class LakeSettings:
     catalog_uri: str = _f(
         "", "SQL catalog database URI (empty = SQLite in data_dir; postgresql+psycopg://… for teams)"
     )
+    catalog_name: str = _f(
+        "fluvial", "this lake's name inside the catalog database (several lakes may share one)"
+    )
+    s3_endpoint: str = _f("", "S3 endpoint URL for an s3:// warehouse (empty = AWS)")
+    s3_region: str = _f("", "S3 region for an s3:// warehouse (empty = from the environment)")
+    buffer_records: int = _f(1_000_000, "archiver: commit to the lake after this many events")
+    buffer_bytes: int = _f(
+        256 * 1024 * 1024, "archiver: commit after this many bytes buffered in memory"
+    )
+    buffer_seconds: float = _f(
+        60.0, "archiver: commit at least this often while events arrive (seconds)"
+    )
+    raw_retention_days: int = _f(
+        0, "raw zone: drop data older than this many days (0 = keep the master dataset forever)"
+    )
+    quarantine_retention_days: int = _f(30, "quarantine zone: drop rows older than this")
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,31 @@ class StoreSettings:
     """The operational store that stream pipelines upsert into (our DynamoDB)."""
 
     backend: str = _f("sqlite", "store backend: sqlite | postgres | redis")
+    path: str = _f("store/store.db", "sqlite: the database file, relative to data_dir")
+    postgres_dsn: str = _f(
+        "", "postgres: connection string, e.g. postgresql://user@127.0.0.1:5432/db"
+    )
+    redis_url: str = _f("redis://127.0.0.1:6379/0", "redis: server URL")
+    namespace: str = _f(
+        "fluvial_store", "postgres: the schema holding the tables; redis: the key prefix"
+    )
+    default_ttl: str = _f(
+        "", "expire rows this long after their last write, e.g. '7 d' (empty = never)"
+    )
+
+
+@dataclass(frozen=True)
+class FlinkSettings:
+    """Running pipelines on Apache Flink (``fluvial stream deploy``)."""
+
+    runner: str = _f(
+        "local", "where deploy runs a job: local (PyFlink mini-cluster) | gateway (SQL Gateway)"
+    )
+    gateway_url: str = _f("http://127.0.0.1:8083", "gateway: the Flink SQL Gateway's REST URL")
+    parallelism: int = _f(0, "parallelism.default of deployed jobs (0 = the cluster's default)")
+    timeout_seconds: float = _f(
+        600.0, "local: longest run of a bounded job; gateway: longest wait for one statement"
+    )
 
 
 @dataclass(frozen=True)
@@ -165,6 +207,7 @@ class Settings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     lake: LakeSettings = field(default_factory=LakeSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    flink: FlinkSettings = field(default_factory=FlinkSettings)
 
 
 def _sections() -> dict[str, type]:

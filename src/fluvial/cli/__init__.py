@@ -12,7 +12,7 @@ import sys
 import typer
 from typer._click.exceptions import ClickException  # Typer vendors its own Click
 
-from fluvial.cli import collect, demo, generate, init, keys, log, schemas, stream
+from fluvial.cli import collect, demo, generate, init, keys, lake, log, schemas, sql, store, stream
 from fluvial.cli._common import err_console
 from fluvial.errors import FluvialError, UsageError
 
@@ -46,6 +46,9 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(keys.app, name="keys")
 app.add_typer(generate.app, name="generate")
 app.add_typer(stream.app, name="stream")
+app.add_typer(lake.app, name="lake")
+app.add_typer(store.app, name="store")
+sql.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

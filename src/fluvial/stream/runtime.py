@@ -37,12 +37,15 @@ from fluvial.errors import PipelineError
 from fluvial.stream.checkpoint import Checkpoint, CheckpointStore, PipelineState, now_ms
 from fluvial.stream.connectors.base import ConnectorContext, Sink, Source
 from fluvial.stream.ops import SessionAggregate, WatermarkTracker, WindowAggregate
+from fluvial.stream.ops.dedup import Deduplicate
 from fluvial.stream.ops.group import GroupAggregate
 from fluvial.stream.ops.keyed import OP, ROW_ID, ROW_WATERMARK
+from fluvial.stream.ops.window_buffer import WindowBuffer as WindowBufferOp
 from fluvial.stream.plan.build import parse_duration_ms
 from fluvial.stream.plan.nodes import (
     BATCH,
     Calc,
+    Dedup,
     GroupAgg,
     Job,
     Pipeline,
@@ -50,6 +53,7 @@ from fluvial.stream.plan.nodes import (
     PyWindow,
     SinkNode,
     WindowAgg,
+    WindowBuffer,
 )
 from fluvial.stream.sql.ast import CreateTable
 from fluvial.stream.status import StatusWriter
@@ -210,6 +214,10 @@ class _PipelineRun:
                     )
             elif isinstance(step, GroupAgg):
                 self.ops[i] = GroupAggregate(step.keys, step.aggs, ttl_ms=step.ttl_ms)
+            elif isinstance(step, Dedup):
+                self.ops[i] = Deduplicate(step.keys, step.time_col, keep_last=step.keep_last)
+            elif isinstance(step, WindowBuffer):
+                self.ops[i] = WindowBufferOp(step.spec, step.time_col)
             elif isinstance(step, PyWindow):  # the dataflow API's user aggregates
                 self.ops[i] = step.make_operator()
         self.op_wm = dict.fromkeys(self.ops, MIN_WATERMARK)

@@ -129,5 +129,6 @@ CONNECTORS: dict[str, dict[str, str]] = {
         "filesystem": "fluvial.stream.connectors.filesystem:FileSink",
         "print": "fluvial.stream.connectors.printing:PrintSink",
         "blackhole": "fluvial.stream.connectors.blackhole:BlackholeSink",
+        "store": "fluvial.stream.connectors.store:StoreSink",
     },
 }

@@ -24,6 +24,7 @@ from fluvial.stream.plan.fuse import fuse_job
 from fluvial.stream.plan.nodes import (
     BATCH,
     Calc,
+    Dedup,
     GroupAgg,
     Job,
     Pipeline,
@@ -31,6 +32,7 @@ from fluvial.stream.plan.nodes import (
     SinkNode,
     Step,
     WindowAgg,
+    WindowBuffer,
     is_updating,
 )
 from fluvial.stream.plan.scan_fuse import fuse_scan_job
@@ -294,6 +296,9 @@ class _Planner:
         from_ = q.args.get("from") or q.args.get("from_")
         if from_ is None:
             raise self.unsupported("a SELECT without FROM", q)
+        ranked = self.rank(q, from_.this, ctes)
+        if ranked is not None:
+            return ranked
         rel = self.relation(from_.this, ctes)
         group = q.args.get("group")
         has_agg = any(
@@ -316,6 +321,157 @@ class _Planner:
         if has_agg or q.args.get("having") is not None:  # a global aggregate: one group
             return self.window_agg(q, rel, None, None, legacy=False)
         return self.calc(q, rel)
+
+    # ranking: Top-N and deduplication -----------------------------------------
+    def rank(self, q: exp.Select, node: exp.Expression, ctes: dict[str, exp.Expr]) -> _Rel | None:
+        """``SELECT … FROM (SELECT …, ROW_NUMBER() OVER (…) AS rn FROM r) WHERE rn <= N``:
+        window Top-N / deduplication, or deduplication on the rowtime. None if *q* does not
+        read such a ranking."""
+        inner: exp.Expr | None = None
+        if isinstance(node, exp.Subquery):
+            inner = node.this
+        elif isinstance(node, exp.Table) and not node.args.get("joins"):
+            inner = ctes.get(node.name) or self.views.get(node.name)
+        if not isinstance(inner, exp.Select):
+            return None
+        found = [
+            (i, e)
+            for i, e in enumerate(inner.expressions)
+            if isinstance(e, exp.Alias)
+            and isinstance(e.this, exp.Window)
+            and _fname(e.this.this) == "ROW_NUMBER"
+        ]
+        if not found:
+            return None
+        if len(found) > 1 or any(
+            w is not found[0][1].this for e in inner.expressions for w in e.find_all(exp.Window)
+        ):
+            raise self.unsupported("more than one OVER window in a query", found[0][1])
+        index, alias = found[0]
+        rn = alias.alias
+        window = alias.this
+        limit, rest = self.rank_filter(q, rn)
+        if limit is None:
+            raise self.unsupported(
+                f"ROW_NUMBER() without a filter on '{rn}' (an OVER aggregation)", alias
+            )
+        partition = list(window.args.get("partition_by") or [])
+        order = list((window.args.get("order") or exp.Order()).expressions)
+        if not order:
+            raise self.error("ROW_NUMBER() needs ORDER BY", window)
+        body = inner.copy()
+        body.set("expressions", [e for i, e in enumerate(body.expressions) if i != index])
+        from_ = body.args.get("from") or body.args.get("from_")
+        if from_ is None:
+            raise self.unsupported("a SELECT without FROM", body)
+        part_names = [p.name if isinstance(p, exp.Column) else "" for p in partition]
+        windowed = {"window_start", "window_end"} <= set(part_names)
+        if windowed and isinstance(from_.this, WindowTVF) and body.args.get("group") is None:
+            rel = self.relation(from_.this, ctes)  # rows wait for their window to fire
+            assert rel.window is not None
+            spec, time_col = rel.window
+            buffer = WindowBuffer(spec, time_col, rel.columns)
+            rel = _Rel(rel.scan, [*rel.steps, buffer], rel.columns, rel.rowtime)
+            rel = self.calc(body, rel)
+        else:
+            rel = self.query(body, ctes)
+        if any(is_updating(st) for st in rel.steps):
+            raise self.unsupported("ROW_NUMBER() over an updating input", window)
+        for p in partition:
+            self.check_columns(p, rel)
+        for o in order:
+            self.check_columns(o.this if isinstance(o, exp.Ordered) else o, rel)
+        last = next((st for st in reversed(rel.steps) if not isinstance(st, Calc)), None)
+        if windowed:
+            if not isinstance(last, WindowAgg | WindowBuffer):
+                raise self.unsupported(
+                    "window Top-N over anything but a window aggregation or window TVF", window
+                )
+            rel = self.rank_calc(rel, partition, order, rn, limit)
+        else:
+            keys = [p.name for p in partition if isinstance(p, exp.Column)]
+            (first,) = order if len(order) == 1 else (None,)
+            col = first.this if isinstance(first, exp.Ordered) else first
+            if (
+                limit != 1
+                or len(keys) != len(partition)
+                or not isinstance(col, exp.Column)
+                or col.name != rel.rowtime
+            ):
+                raise self.unsupported(
+                    "Top-N without a window (only deduplication, ROW_NUMBER() OVER (PARTITION "
+                    "BY keys ORDER BY the rowtime) = 1, and window Top-N are)",
+                    window,
+                )
+            desc = bool(first.args.get("desc")) if isinstance(first, exp.Ordered) else False
+            step = Dedup(tuple(keys), col.name, desc)
+            cols = (*rel.columns, rn)
+            number = Calc(
+                f"SELECT *, CAST(1 AS BIGINT) AS {_quote(rn)} FROM {BATCH}",
+                cols,
+                "Calc",
+                f"select=[*, 1 AS {rn}]",
+            )
+            rel = _Rel(rel.scan, [*rel.steps, step, number], cols, rel.rowtime)
+        outer = q.copy()
+        outer.set("where", exp.Where(this=rest) if rest is not None else None)
+        return self.calc(outer, rel)
+
+    def rank_filter(self, q: exp.Select, rn: str) -> tuple[int | None, exp.Expr | None]:
+        """The N of ``rn <= N`` / ``rn < N`` / ``rn = 1`` in *q*'s WHERE, and the rest."""
+        where = q.args.get("where")
+        if where is None:
+            return None, None
+        conjuncts = list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
+        limit, rest = None, []
+        for c in conjuncts:
+            n = None
+            if (
+                isinstance(c, exp.LTE | exp.LT | exp.EQ)
+                and isinstance(c.this, exp.Column)
+                and c.this.name == rn
+                and isinstance(c.expression, exp.Literal)
+            ):
+                n = int(c.expression.this) - (1 if isinstance(c, exp.LT) else 0)
+                if isinstance(c, exp.EQ) and n != 1:
+                    n = None
+            if n is not None and limit is None:
+                limit = n
+            else:
+                rest.append(c)
+        remaining: exp.Expr | None = exp.and_(*rest) if rest else None
+        return limit, remaining
+
+    def rank_calc(
+        self,
+        rel: _Rel,
+        partition: list[exp.Expression],
+        order: list[exp.Expression],
+        rn: str,
+        limit: int,
+    ) -> _Rel:
+        """Rank each fired window's rows in one stateless query (they arrive together)."""
+        parts = ", ".join(to_duckdb(_unqualified(p)) for p in partition)
+        keys = []
+        for o in order:
+            expr = o.this if isinstance(o, exp.Ordered) else o
+            desc = isinstance(o, exp.Ordered) and bool(o.args.get("desc"))
+            nulls = o.args.get("nulls_first") if isinstance(o, exp.Ordered) else None
+            # the dialect's null ordering (Flink's: NULL is the smallest value) when unsaid
+            first = not desc if nulls is None else bool(nulls)
+            keys.append(
+                f"{to_duckdb(_unqualified(expr))} {'DESC' if desc else 'ASC'} "
+                f"NULLS {'FIRST' if first else 'LAST'}"
+            )
+        cols = ", ".join(_quote(c) for c in rel.columns)
+        sql = (
+            f"SELECT * FROM (SELECT {cols}, row_number() OVER (PARTITION BY {parts} "
+            f"ORDER BY {', '.join(keys)}) AS {_quote(rn)} FROM {BATCH}) AS {BATCH} "
+            f"WHERE {_quote(rn)} <= {limit}"
+        )
+        detail = f"rankType=[ROW_NUMBER], rankRange=[rankStart=1, rankEnd={limit}], partitionBy=[{parts}], orderBy=[{', '.join(keys)}]"
+        step = Calc(sql, (*rel.columns, rn), "WindowRank", detail)
+        return _Rel(rel.scan, [*rel.steps, step], (*rel.columns, rn), rel.rowtime)
 
     def refuse(self, q: exp.Select) -> None:
         """Refuse, by name, the valid Flink SQL that needs operators we do not have yet."""

@@ -72,8 +72,8 @@ def _pipeline(p: Pipeline) -> Pipeline:
     if p.updating:
         k = next(i for i, s in enumerate(steps) if is_updating(s))
         agg = steps[k]
-        assert isinstance(agg, WindowAgg | GroupAgg)
-        steps[k] = dataclasses.replace(agg, post=_calc(agg.post, (OP,)))
+        if isinstance(agg, WindowAgg | GroupAgg):
+            steps[k] = dataclasses.replace(agg, post=_calc(agg.post, (OP,)))
         for i in range(k + 1, len(steps)):
             step = steps[i]
             if isinstance(step, Calc):

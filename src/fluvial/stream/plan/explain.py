@@ -8,7 +8,17 @@
 from __future__ import annotations
 
 from fluvial.stream.ops.spec import WindowSpec
-from fluvial.stream.plan.nodes import Calc, GroupAgg, Job, Pipeline, PyStep, PyWindow, Scan
+from fluvial.stream.plan.nodes import (
+    Calc,
+    Dedup,
+    GroupAgg,
+    Job,
+    Pipeline,
+    PyStep,
+    PyWindow,
+    Scan,
+    WindowBuffer,
+)
 
 __all__ = ["explain"]
 
@@ -67,6 +77,18 @@ def _pipeline_lines(p: Pipeline) -> list[str]:
             continue
         if isinstance(step, PyStep | PyWindow):  # the dataflow API's Python steps
             lines.append(f"{type(step).__name__}(name=[{step.name}])")
+            continue
+        if isinstance(step, Dedup):
+            order = "DESC" if step.keep_last else "ASC"
+            lines.append(
+                f"Deduplicate(keep=[{'LastRow' if step.keep_last else 'FirstRow'}], "
+                f"key=[{', '.join(step.keys)}], order=[{step.time_col} {order}])"
+            )
+            continue
+        if isinstance(step, WindowBuffer):
+            lines.append(
+                f"WindowTableFunction(window=[{_window(step.spec)} ON {step.time_col}], buffered)"
+            )
             continue
         lines.append(f"Calc({step.post.detail})")
         aggs = ", ".join(

@@ -22,6 +22,7 @@ __all__ = [
     "BATCH",
     "Aggregate",
     "Calc",
+    "Dedup",
     "GroupAgg",
     "Job",
     "Pipeline",
@@ -31,6 +32,7 @@ __all__ = [
     "SinkNode",
     "Step",
     "WindowAgg",
+    "WindowBuffer",
     "is_updating",
 ]
 
@@ -139,14 +141,33 @@ class GroupAgg:
         return self.post.columns
 
 
+@dataclass(frozen=True)
+class Dedup:
+    """Keep the first (or, ``keep_last``, the last) row per key by event time: updating."""
+
+    keys: tuple[str, ...]
+    time_col: str
+    keep_last: bool
+
+
+@dataclass(frozen=True)
+class WindowBuffer:
+    """Hold a window TVF's rows (with their window columns) until their window fires."""
+
+    spec: WindowSpec
+    time_col: str
+    #: the input columns (the TVF's, window columns included)
+    columns: tuple[str, ...]
+
+
 #: steps with a ``pre`` and a ``post`` query around a stateful aggregate
 Aggregate = WindowAgg | GroupAgg
-Step = Calc | WindowAgg | GroupAgg | PyStep | PyWindow
+Step = Calc | WindowAgg | GroupAgg | Dedup | WindowBuffer | PyStep | PyWindow
 
 
 def is_updating(step: object) -> bool:
     """Whether *step* emits updates (a changelog) rather than appends only."""
-    if isinstance(step, GroupAgg):
+    if isinstance(step, GroupAgg | Dedup):
         return True
     return isinstance(step, WindowAgg) and step.allowed_lateness_ms > 0
 

@@ -1,0 +1,180 @@
+"""Benchmark the operational store: upserts/s and point lookups/s per backend.
+
+Run: ``python -m benchmarks.serve.bench_store`` (or ``python benchmarks/serve/bench_store.py``),
+options: ``--rows N`` (rows upserted, default 200,000), ``--batch N`` (rows per upsert and
+keys per ``get_many``, default 10,000), ``--gets N`` (single-key ``get`` calls, default
+2,000), ``--backends sqlite,postgres,redis`` (default: all; a server that is not
+listening is skipped), ``--postgres DSN``, ``--redis URL``.
+
+Rows are keyed by (user STRING, hour TIMESTAMP) with an int, a decimal, a float and a
+string column, generated with NumPy. Half of the upserts overwrite existing keys. Each
+backend writes into a fresh namespace (a temporary SQLite file, a new PostgreSQL schema,
+a new Redis prefix) that is removed afterwards. Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if __package__ in (None, ""):  # run as a script: make ``fluvial`` importable from src/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from fluvial.serve.store import Store
+from fluvial.serve.store._codec import decimal_from_int64
+
+KEY = ["user", "hour"]
+
+
+def rows(n: int, seed: int, users: int) -> pa.Table:
+    """*n* rows over *users* x hours keys (vectorized)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, users, n)
+    hours = 1_790_000_000_000 + rng.integers(0, 48, n) * 3_600_000
+    user = pc.binary_join_element_wise("user-", pc.cast(pa.array(ids), pa.string()), "")
+    return pa.table(
+        {
+            "user": user,
+            "hour": pa.array(hours).cast(pa.timestamp("ms", tz="UTC")),
+            "clicks": rng.integers(0, 1_000, n),
+            "revenue": decimal_from_int64(
+                pa.array(rng.integers(0, 10**7, n)), pa.decimal128(12, 2)
+            ),
+            "score": rng.normal(size=n),
+            "label": pc.binary_join_element_wise("l", pc.cast(pa.array(ids % 97), pa.string()), ""),
+        }
+    )
+
+
+def _listening(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 0.5
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def open_backend(name: str, args: argparse.Namespace, tmp: Path, namespace: str) -> Store | None:
+    if name == "sqlite":
+        from fluvial.serve.store.sqlite import SQLiteStore
+
+        return SQLiteStore(tmp / "store.db")
+    if name == "postgres":
+        if not _listening(args.postgres, 5432):
+            return None
+        from fluvial.serve.store.postgres import PostgresStore
+
+        return PostgresStore(args.postgres, schema=namespace)
+    if not _listening(args.redis, 6379):
+        return None
+    from fluvial.serve.store.redis import RedisStore
+
+    return RedisStore(args.redis, prefix=namespace)
+
+
+def cleanup(name: str, args: argparse.Namespace, namespace: str) -> None:
+    if name == "postgres":
+        import psycopg
+
+        with psycopg.connect(args.postgres, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{namespace}" CASCADE')
+    elif name == "redis":
+        import redis
+
+        client = redis.Redis.from_url(args.redis)
+        for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+def measure(store: Store, args: argparse.Namespace) -> dict[str, float]:
+    data = rows(args.rows, seed=1, users=max(1, args.rows // 96))  # ~half the keys repeat
+    batches = [data.slice(i, args.batch) for i in range(0, data.num_rows, args.batch)]
+    start = time.perf_counter()
+    for batch in batches:
+        store.upsert("bench", batch, KEY)
+    upsert = data.num_rows / (time.perf_counter() - start)
+
+    keys = data.select(KEY)
+    rng = np.random.default_rng(2)
+    picks = keys.take(pa.array(rng.integers(0, keys.num_rows, args.batch * 5)))
+    start = time.perf_counter()
+    found = 0
+    for i in range(0, picks.num_rows, args.batch):
+        found += store.get_many("bench", picks.slice(i, args.batch)).num_rows
+    get_many = picks.num_rows / (time.perf_counter() - start)
+    assert found == picks.num_rows, (found, picks.num_rows)
+
+    singles = picks.slice(0, args.gets).to_pylist()
+    start = time.perf_counter()
+    for key in singles:  # one round trip per key: what an API request does
+        assert store.get("bench", key) is not None
+    get = len(singles) / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    scanned = store.scan("bench", limit=args.batch).num_rows
+    scan = scanned / (time.perf_counter() - start)
+    return {
+        "upsert_rows_per_s": upsert,
+        "get_many_keys_per_s": get_many,
+        "get_per_s": get,
+        "scan_rows_per_s": scan,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--gets", type=int, default=2_000)
+    parser.add_argument("--backends", default="sqlite,postgres,redis")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {}
+    print(
+        f"{'backend':<10} {'upserts/s':>12} {'get_many keys/s':>16} {'get/s':>9} {'scan rows/s':>12}"
+    )
+    for name in args.backends.split(","):
+        namespace = f"fluvial_bench_{uuid.uuid4().hex[:8]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_backend(name, args, Path(tmp), namespace)
+            if store is None:
+                print(f"{name:<10} skipped: server not listening")
+                continue
+            try:
+                r = measure(store, args)
+            finally:
+                store.close()
+                cleanup(name, args, namespace)
+        results[name] = {k: round(v) for k, v in r.items()}
+        print(
+            f"{name:<10} {r['upsert_rows_per_s']:>12,.0f} {r['get_many_keys_per_s']:>16,.0f} "
+            f"{r['get_per_s']:>9,.0f} {r['scan_rows_per_s']:>12,.0f}"
+        )
+    print(
+        json.dumps(
+            {"benchmark": "store", "rows": args.rows, "batch": args.batch, "results": results}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Serving: the operational store that stream pipelines write and the API reads."""
