@@ -20,6 +20,7 @@ BENCHMARKS = (
     "stream/bench_vs_flink.py",
     "lake/bench_archive.py",
     "lake/bench_query.py",
+    "lake/bench_compact.py",
     "serve/bench_store.py",
 )
 

@@ -143,7 +143,8 @@ class LakeSettings:
         "lake", "where table data lives: a folder relative to data_dir, or an s3:// URI"
     )
     catalog_uri: str = _f(
-        "", "SQL catalog database URI (empty = SQLite in data_dir; postgresql+psycopg://… for teams)"
+        "",
+        "SQL catalog database URI (empty = SQLite in data_dir; postgresql+psycopg://… for teams)",
     )
     catalog_name: str = _f(
         "fluvial", "this lake's name inside the catalog database (several lakes may share one)"
@@ -183,7 +184,7 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class FlinkSettings:
-    """Running pipelines on Apache Flink (``fluvial stream deploy``)."""
+    """Running pipelines on Apache Flink (fluvial stream deploy)."""
 
     runner: str = _f(
         "local", "where deploy runs a job: local (PyFlink mini-cluster) | gateway (SQL Gateway)"

@@ -19,6 +19,7 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   └── CorruptLogError            a checksum or framing error outside the recoverable tail
     ├── AuthenticationError            a missing, unknown or revoked write key
     ├── OverloadedError                back-pressure: try again later (HTTP 503)
+    ├── CommitConflictError            a lake commit kept losing to concurrent writers
     ├── SqlError                       a pipeline's SQL is wrong (says line and column)
     │   └── UnsupportedSqlError        valid SQL that Fluvial refuses by name
     └── PipelineError                  a stream pipeline failed while planning or running
@@ -39,6 +40,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "AuthenticationError",
+    "CommitConflictError",
     "ConfigError",
     "CorruptLogError",
     "FluvialError",
@@ -138,6 +140,10 @@ class OverloadedError(FluvialError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class CommitConflictError(FluvialError):
+    """An Iceberg commit still conflicted with concurrent writers after its bounded retries."""
 
 
 class SqlError(FluvialError):

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fluvial.cli import lake_admin
 from fluvial.cli._common import JsonOpt, ProjectOpt, console, open_project, print_json, print_rows
 from fluvial.lake import Archiver, ArchiveStats, open_lake, schema_history
 from fluvial.lake.archive import FROM_KEY, TO_KEY, TOPIC_KEY
@@ -167,3 +168,7 @@ def history(
         as_json=False,
         title=f"{table_name}: schema versions",
     )
+
+
+# maintenance, metadata and the crawler: compact, expire, retain, orphans, describe, annotate, crawl
+lake_admin.register(app)

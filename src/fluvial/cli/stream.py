@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -163,3 +164,63 @@ def status(
             err_console.print(f"no stream jobs have run in {project.root}", highlight=False)
             return
     print_rows(rows, STATUS_COLUMNS, as_json=as_json, title="stream jobs")
+
+
+@app.command("deploy")
+def deploy(
+    file: Path = FileArg,
+    runner: str | None = typer.Option(
+        None,
+        "--runner",
+        help="local (PyFlink's mini-cluster) | gateway (a Flink SQL Gateway); "
+        "default: [flink] runner in fluvial.toml.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the Flink SQL of the job; run nothing."
+    ),
+    project_dir: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a pipeline file on Apache Flink: its connectors translated to Flink's, then run
+    on the local mini-cluster or submitted to a Flink SQL Gateway."""
+    from fluvial.stream.deploy import to_flink
+    from fluvial.stream.runners import create_runner
+
+    project = open_project(project_dir)
+    settings = project.settings.flink
+    flink_runner = create_runner(runner or settings.runner, settings)
+    if not file.is_file():
+        raise UsageError(f"expected a pipeline file (Flink SQL), found nothing at {file}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {file}: {exc}") from exc
+    job = to_flink(text, project, source=str(file))
+    for warning in job.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False)
+    if dry_run:
+        if as_json:
+            print_json(job.to_dict())
+        else:
+            sys.stdout.write(job.sql)
+            sys.stdout.flush()
+        return
+    if flink_runner.name == "local" and not job.bounded:
+        err_console.print(
+            f"job {job.name} reads unbounded sources: running it on the local mini-cluster "
+            "until Ctrl-C",
+            highlight=False,
+        )
+    result = flink_runner.deploy(job)
+    if as_json:
+        print_json({**result.to_dict(), "warnings": list(job.warnings), "sql": job.sql})
+    elif result.job_id:
+        console.print(
+            f"job {job.name}: {result.state} to {result.where} as Flink job {result.job_id}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"job {job.name}: {result.state} on the {result.where} in {result.seconds:,.1f} s",
+            highlight=False,
+        )

@@ -170,11 +170,19 @@ def test_metadata_refused_by_name() -> None:
     assert "METADATA" in str(err) and (err.line, err.column) == (3, 18)
 
 
-def test_match_recognize_refused() -> None:
+def test_match_recognize_follows_a_table_name() -> None:
     err = _err(
-        "INSERT INTO o SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY a)", UnsupportedSqlError
+        "INSERT INTO o SELECT * FROM (SELECT * FROM t) MATCH_RECOGNIZE (PARTITION BY a)",
+        UnsupportedSqlError,
     )
-    assert "MATCH_RECOGNIZE" in str(err) and err.column == 31
+    assert "must follow a table or view name" in str(err) and err.column == 47
+    tree = parse_query(
+        "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY a ORDER BY ts MEASURES LAST(A.x) AS x "
+        "PATTERN (A B) DEFINE A AS A.x > 1) AS m"
+    )
+    (table,) = list(tree.find_all(exp.Table))
+    assert table.name == "t" and table.alias == "m"
+    assert table.meta["match_recognize"].partition_by == ("a",)
 
 
 def test_over_windows_refused_except_row_number() -> None:

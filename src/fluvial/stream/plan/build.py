@@ -28,6 +28,7 @@ from fluvial.stream.plan.nodes import (
     GroupAgg,
     Job,
     Pipeline,
+    PyWindow,
     Scan,
     SinkNode,
     Step,
@@ -508,6 +509,8 @@ class _Planner:
             rel = self.query(node.this, ctes)
             rel.aliases = {node.alias} if node.alias else set()
             return rel
+        if isinstance(node, exp.Table) and node.meta.get("match_recognize") is not None:
+            return self.match_recognize(node, ctes)
         if isinstance(node, exp.Table):
             if node.args.get("joins"):
                 raise self.unsupported("JOIN", node)
@@ -525,6 +528,55 @@ class _Planner:
             rel.aliases = {alias, name}
             return rel
         raise self.unsupported(f"{node.key.upper()} in FROM", node)
+
+    def match_recognize(self, node: exp.Table, ctes: dict[str, exp.Expr]) -> _Rel:
+        """``t MATCH_RECOGNIZE (…)``: the rows of *t* (a table or view), the columns the
+        matcher reads, the matcher, and its output: partition columns, then the measures."""
+        from fluvial.stream.ops.match import MatchRecognizeOperator
+
+        spec = node.meta["match_recognize"]
+        plain = node.copy()
+        plain.meta.pop("match_recognize", None)
+        plain.set("alias", None)
+        rel = self.relation(plain, ctes)
+        if any(is_updating(st) for st in rel.steps):
+            raise self.unsupported("MATCH_RECOGNIZE over an updating input", node)
+        time_col = spec.time_col
+        if time_col != rel.rowtime:
+            raise self.error(
+                "MATCH_RECOGNIZE must ORDER BY the time attribute of its input first "
+                f"('{rel.rowtime}'), found '{time_col}'",
+                node,
+            )
+        probe = MatchRecognizeOperator(spec, time_col)
+        for c in probe.input_columns:
+            if c not in rel.columns:
+                raise self.error(
+                    f"MATCH_RECOGNIZE reads unknown column '{c}'{did_you_mean(c, rel.columns)}",
+                    node,
+                )
+        cols = probe.input_columns
+        feed = Calc(
+            f"SELECT {', '.join(_quote(c) for c in cols)} FROM {BATCH}",
+            cols,
+            "Calc",
+            f"select=[{', '.join(cols)}]",
+        )
+        step = PyWindow(
+            make_operator=lambda: MatchRecognizeOperator(spec, time_col),
+            name=f"MatchRecognize(pattern=[{spec.pattern_sql()}])",
+        )
+        out = (*spec.partition_by, *spec.measures)
+        rowtime = next(
+            (
+                name
+                for name, e in spec.measures.items()
+                if isinstance(e, exp.Anonymous) and e.name.upper() == "MATCH_ROWTIME"
+            ),
+            None,
+        )
+        aliases = {node.alias} if node.alias else set()
+        return _Rel(rel.scan, [*rel.steps, feed, step], out, rowtime, aliases)
 
     def scan(self, table: CreateTable) -> _Rel:
         names = tuple(c.name for c in table.columns)

@@ -76,7 +76,8 @@ def _pipeline_lines(p: Pipeline) -> list[str]:
             lines.append(f"{step.what}({step.detail})")
             continue
         if isinstance(step, PyStep | PyWindow):  # the dataflow API's Python steps
-            lines.append(f"{type(step).__name__}(name=[{step.name}])")
+            label = step.name if "(" in step.name else f"{type(step).__name__}(name=[{step.name}])"
+            lines.append(label)
             continue
         if isinstance(step, Dedup):
             order = "DESC" if step.keep_last else "ASC"

@@ -33,6 +33,7 @@ from fluvial.stream.sql.ast import (
 )
 from fluvial.stream.sql.dialect import Flink
 from fluvial.stream.sql.intervals import interval_ms
+from fluvial.stream.sql.match_recognize import MatchRecognize, parse_match_recognize
 from fluvial.stream.sql.types import from_sqlglot
 from fluvial.stream.sql.windows import KINDS, parse_tvf_args
 
@@ -119,14 +120,32 @@ class _Source:
     def query(self, tokens: Sequence[Token]) -> exp.Query:
         if not tokens:
             raise SqlError("expected a query", source=self.source)
-        for tok in tokens:
-            if tok.text.upper() == "MATCH_RECOGNIZE":
-                raise self.error("MATCH_RECOGNIZE is not supported", tok, UnsupportedSqlError)
         holes: list[tuple[int, int, str]] = []
         tvfs: dict[str, dict[str, object]] = {}
+        matches: dict[int, MatchRecognize] = {}  # end of the table name before it -> clause
         i = 0
         while i < len(tokens):
-            if _is_tvf(tokens, i):
+            if tokens[i].text.upper() == "MATCH_RECOGNIZE" and i > 0:
+                if i + 1 >= len(tokens) or tokens[i + 1].token_type != TokenType.L_PAREN:
+                    raise self.error("expected '(' after MATCH_RECOGNIZE", tokens[i])
+                before = tokens[i - 1]
+                if before.token_type not in (TokenType.VAR, TokenType.IDENTIFIER):
+                    raise self.error(
+                        "MATCH_RECOGNIZE must follow a table or view name (define a view for a "
+                        "subquery)",
+                        tokens[i],
+                        UnsupportedSqlError,
+                    )
+                close = _matching(tokens, i + 1, self)
+                matches[before.end] = parse_match_recognize(
+                    tokens[i + 2 : close],
+                    self.expression,
+                    lambda msg, tok: self.error(msg, tok),
+                    end=tokens[close],
+                )
+                holes.append((tokens[i].start, tokens[close].end + 1, ""))
+                i = close + 1
+            elif _is_tvf(tokens, i):
                 close = _matching(tokens, i + 1, self)
                 kind_tok = tokens[i + 2]
                 inner_close = _matching(tokens, i + 3, self)
@@ -152,6 +171,13 @@ class _Source:
         tree = self._sqlglot(self._mask(tokens[0].start, tokens[-1].end + 1, holes))
         if not isinstance(tree, exp.Query):
             raise self.error(f"expected a query (SELECT …), found {tree.key.upper()}", tokens[0])
+        if matches:
+            for table in tree.find_all(exp.Table):
+                end = table.this.meta.get("end") if isinstance(table.this, exp.Identifier) else None
+                if end in matches:
+                    table.meta["match_recognize"] = matches.pop(end)
+            if matches:  # pragma: no cover - every clause follows a table name
+                raise SqlError("MATCH_RECOGNIZE could not be attached to its table")
         for table in list(tree.find_all(exp.Table)):
             if table.name in tvfs and not table.args.get("db"):
                 tvf = WindowTVF(**tvfs[table.name], alias=table.alias or None)
