@@ -66,6 +66,8 @@ SAME_ON_FLINK = ("filesystem", "print", "blackhole")
 NOT_ON_FLINK = {
     "store": "the operational store has no Flink sink yet; write to a 'fluvial' topic instead",
     "lake": "the lake's Iceberg tables have no Flink mapping in Fluvial yet",
+    "nexmark": "Flink's nexmark source needs the Nexmark benchmark's jar; use the same events "
+    "from files (filesystem connector) instead",
 }
 #: what Flink does differently once a Fluvial table option is dropped
 FLUVIAL_OPTION_EFFECTS = {

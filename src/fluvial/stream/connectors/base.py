@@ -123,6 +123,7 @@ CONNECTORS: dict[str, dict[str, str]] = {
     "source": {
         "fluvial": "fluvial.stream.connectors.fluvial:LogSource",
         "filesystem": "fluvial.stream.connectors.filesystem:FileSource",
+        "nexmark": "fluvial.stream.connectors.nexmark:NexmarkSource",
     },
     "sink": {
         "fluvial": "fluvial.stream.connectors.fluvial:LogSink",

@@ -503,7 +503,7 @@ def _create_table(c: _Cursor, temporary: bool, pos: Position) -> CreateTable:
     options: dict[str, str] = {}
     if c.accept("COMMENT"):
         c.string("a comment string")
-    if c.peek("PARTITIONED"):
+    if c.peek("PARTITIONED", "BY") or c.peek("PARTITIONED"):
         raise src.error("PARTITIONED BY is not supported", c.cur, UnsupportedSqlError)
     if c.accept("WITH"):
         c.expect("(")
