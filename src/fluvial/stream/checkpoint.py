@@ -83,6 +83,8 @@ class PipelineState:
     late_outbox: pa.Table | None = None
     #: rows_in, rows_out, late_rows so far
     counters: dict[str, int] = field(default_factory=dict)
+    #: the watermarks of a pipeline's sources after the first (joins, unions), by index
+    feed_watermarks: dict[str, int] = field(default_factory=dict)
 
     @property
     def state_bytes(self) -> int:
@@ -158,6 +160,7 @@ class CheckpointStore:
                     "late": late,
                 },
                 "counters": state.counters,
+                "feed_watermarks": state.feed_watermarks,
             }
         meta = {
             "format": FORMAT_VERSION,
@@ -225,6 +228,7 @@ class CheckpointStore:
                     outbox=outbox,
                     late_outbox=late,
                     counters={k: int(v) for k, v in p.get("counters", {}).items()},
+                    feed_watermarks={k: int(v) for k, v in p.get("feed_watermarks", {}).items()},
                 )
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
             raise PipelineError(f"checkpoint {checkpoint_id} in {self.root}: {exc}") from exc

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,10 +49,14 @@ from fluvial.stream.plan.nodes import (
     Dedup,
     GroupAgg,
     Job,
+    Join,
     Pipeline,
     PyStep,
     PyWindow,
+    Scan,
     SinkNode,
+    Step,
+    Union,
     WindowAgg,
     WindowBuffer,
 )
@@ -183,85 +188,373 @@ def conform(table: pa.Table, node: SinkNode, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _make_op(step: Step) -> Any:
+    """The operator of a stateful step (None for a stateless one)."""
+    if isinstance(step, WindowAgg):
+        if step.spec.kind == "session":
+            return SessionAggregate(step.spec, step.time_col, step.keys, step.aggs)
+        return WindowAggregate(
+            step.spec,
+            step.time_col,
+            step.keys,
+            step.aggs,
+            allowed_lateness_ms=step.allowed_lateness_ms,
+        )
+    if isinstance(step, GroupAgg):
+        return GroupAggregate(step.keys, step.aggs, ttl_ms=step.ttl_ms)
+    if isinstance(step, Dedup):
+        return Deduplicate(step.keys, step.time_col, keep_last=step.keep_last)
+    if isinstance(step, WindowBuffer):
+        return WindowBufferOp(step.spec, step.time_col)
+    if isinstance(step, PyWindow):  # the dataflow API's user aggregates, MATCH_RECOGNIZE
+        return step.make_operator()
+    return None
+
+
+class _Chain:
+    """A chain of steps and their operators; what comes out goes to ``emit``.
+
+    Operators are numbered for checkpoints by chain and step: chain 0 (the pipeline's root)
+    uses the step index, so a single-source pipeline's checkpoints look as they always did.
+    """
+
+    def __init__(
+        self, run: _PipelineRun, cid: int, steps: tuple[Step, ...], emit: Callable[[pa.Table], None]
+    ) -> None:
+        self.run = run
+        self.cid = cid
+        self.steps = steps
+        self.emit = emit
+        self.ops: dict[int, Any] = {}
+        for i, step in enumerate(steps):
+            op = _make_op(step)
+            if op is not None:
+                self.ops[i] = op
+        self.op_wm = dict.fromkeys(self.ops, MIN_WATERMARK)
+        #: this chain's input watermark (set when the plan tree is built)
+        self.watermark: Callable[[], int] = lambda: MIN_WATERMARK
+
+    def op_id(self, i: int) -> int:
+        return i if self.cid == 0 else self.cid * 1000 + i
+
+    def push(self, table: pa.Table, start: int) -> None:
+        """Run *table* through the steps from *start* until an operator takes it."""
+        run = self.run
+        steps = self.steps
+        for i in range(start, len(steps)):
+            if table.num_rows == 0:
+                return
+            step = steps[i]
+            if isinstance(step, Calc):
+                table = run.sql(step.sql, table)
+                continue
+            if isinstance(step, PyStep):  # a whole batch per call
+                table = _py_step(run.p.name, step, table)
+                continue
+            if isinstance(step, WindowAgg | GroupAgg):
+                prepared = run.sql(step.pre.sql, table)
+            else:
+                prepared = table
+            wm = self.op_wm[i] if self.op_wm[i] > MIN_WATERMARK else None
+            late = int(self.ops[i].process(prepared, wm) or 0)
+            run.stats.late_rows += late
+            if late and run.batch is not None and ROW_ID in prepared.column_names:
+                run.side_output(self.ops[i])
+            return
+        if table.num_rows:
+            self.emit(table)
+
+    def advance(self, watermark: int) -> None:
+        """Fire what the watermark has passed, in plan order (so a downstream operator
+        sees its input before its own watermark moves)."""
+        for i, op in self.ops.items():
+            if watermark <= self.op_wm[i] and not getattr(op, "eager", False):
+                continue
+            fired = op.flush() if watermark == MAX_WATERMARK else op.advance(watermark)
+            self.op_wm[i] = max(watermark, self.op_wm[i])
+            step = self.steps[i]
+            if fired is not None and fired.num_rows:
+                if isinstance(step, WindowAgg | GroupAgg):
+                    fired = self.run.sql(step.post.sql, fired)
+                self.push(fired, i + 1)
+
+
+class _Feed:
+    """A source table: its splits, their watermarks, and the chain it feeds."""
+
+    def __init__(
+        self, run: _PipelineRun, fid: int, scan: Scan, chain: _Chain, context: ConnectorContext
+    ) -> None:
+        from fluvial.stream.connectors import create_source
+
+        self.run = run
+        self.fid = fid
+        self.scan = scan
+        self.chain = chain
+        self.source: Source = create_source(scan.table, context)
+        self.tracker: Any = None
+        self.splits: set[str] = set()
+        self.floor = MIN_WATERMARK  # a restored watermark: never go back below it
+        #: hidden columns (only the root chain of a single-source pipeline carries them)
+        self.carry = run.p.carry if fid == 0 and chain.cid == 0 else ()
+
+    def key(self, split: str) -> str:
+        """A split's name in checkpoints (feeds after the first are prefixed)."""
+        return split if self.fid == 0 else f"s{self.fid}/{split}"
+
+    def own(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        if self.fid == 0:
+            return {k: v for k, v in mapping.items() if not _FEED_KEY.match(k)}
+        prefix = f"s{self.fid}/"
+        return {k[len(prefix) :]: v for k, v in mapping.items() if k.startswith(prefix)}
+
+    def open(self, state: PipelineState | None) -> None:
+        self.source.open(self.own(state.positions) if state else None)
+        self.splits = set(self.source.splits())
+        self.tracker = WatermarkTracker(sorted(self.splits), self.scan.idle_timeout_ms or 0)
+        if state is None:
+            return
+        if self.fid == 0:
+            self.floor = state.watermark
+        else:
+            self.floor = int(state.feed_watermarks.get(str(self.fid), MIN_WATERMARK))
+        for split, wm in self.own(state.split_watermarks).items():
+            self.splits.add(split)
+            self.tracker.add_split(split)
+            if wm is not None:
+                self.tracker.observe(split, wm)
+
+    def watermark(self) -> int:
+        current = self.tracker.current_ms if self.tracker is not None else None
+        return self.floor if current is None else max(self.floor, int(current))
+
+    def poll(self, max_rows: int, timeout: float) -> int:
+        """Read one round of batches and push them into the chain; returns rows read."""
+        run = self.run
+        rows = 0
+        scan = self.scan
+        for b in self.source.poll(max_rows, timeout):
+            table = b.table
+            if table.num_rows == 0:
+                continue
+            rows += table.num_rows
+            if scan.computed_sql is not None:
+                table = run.sql(scan.computed_sql, table)
+            if b.split not in self.splits:
+                self.splits.add(b.split)
+                self.tracker.add_split(b.split)
+            if self.carry:
+                table, candidate = self.hidden_columns(table, b.split)
+            else:
+                candidate = self.candidate(table)
+            if candidate is not None:
+                self.tracker.observe(b.split, candidate)
+            run.batch = table if ROW_ID in self.carry else None
+            self.chain.push(table, 0)
+            run.batch = None
+        return rows
+
+    def candidate(self, table: pa.Table) -> int | None:
+        """This batch's watermark candidate: the max of the watermark expression."""
+        scan = self.scan
+        if scan.rowtime is None:
+            return None
+        if scan.watermark_sql is not None:
+            value = self.run.sql(scan.watermark_sql, table).column(0)[0]
+        else:
+            value = pc.max(table[scan.rowtime])
+        if not value.is_valid:
+            return None
+        ms = value.cast(pa.int64()).as_py() if pa.types.is_timestamp(value.type) else None
+        if ms is None:
+            raise PipelineError(
+                f"{self.run.p.name}: the watermark of '{scan.table.name}' must be a "
+                f"timestamp, found {value.type}"
+            )
+        return int(ms) - (scan.watermark_delay_ms or 0)
+
+    def hidden_columns(self, table: pa.Table, split: str) -> tuple[pa.Table, int | None]:
+        """Add the columns the plan carries to its first window: ``__wm``, each row's own
+        watermark (that of the rows before it: Flink's per-record watermarks), and
+        ``__rid``, its index in the batch. Returns the table and the batch's candidate."""
+        n = table.num_rows
+        candidate = None
+        if ROW_WATERMARK in self.carry:
+            rows = self.row_candidates(table)
+            valid = rows[rows > MIN_WATERMARK]
+            candidate = int(valid.max()) if len(valid) else None
+            own = self.tracker.splits.get(split)
+            before = np.maximum.accumulate(rows)
+            previous = np.concatenate(([MIN_WATERMARK], before[:-1]))
+            if own is not None:
+                previous = np.maximum(previous, own)
+            others = self.tracker.others_ms(split)
+            now = self.watermark()
+            if others is None:
+                row_wm = np.full(n, now, dtype=np.int64)
+            else:
+                row_wm = np.maximum(np.minimum(previous, others), now)
+            table = table.append_column(ROW_WATERMARK, pa.array(row_wm, pa.int64()))
+        else:
+            candidate = self.candidate(table)
+        if ROW_ID in self.carry:
+            table = table.append_column(ROW_ID, pa.array(np.arange(n, dtype=np.int64)))
+        return table, candidate
+
+    def row_candidates(self, table: pa.Table) -> np.ndarray:
+        """Each row's watermark candidate (epoch ms; the minimum long for a NULL rowtime)."""
+        scan = self.scan
+        assert scan.rowtime is not None
+        if scan.row_watermark_sql is not None:
+            column = self.run.sql(scan.row_watermark_sql, table).column(0)
+        else:
+            column = table.column(scan.rowtime)
+        if not pa.types.is_timestamp(column.type):
+            raise PipelineError(
+                f"{self.run.p.name}: the watermark of '{scan.table.name}' must be a "
+                f"timestamp, found {column.type}"
+            )
+        ms = pc.cast(column, pa.timestamp("ms", tz=column.type.tz), safe=False)
+        values = pc.fill_null(pc.cast(ms, pa.int64()), MIN_WATERMARK).to_numpy()
+        delay = scan.watermark_delay_ms or 0
+        return np.where(values > MIN_WATERMARK + delay, values - delay, MIN_WATERMARK)
+
+
+class _JoinRun:
+    """A join operator between two chains; its output goes into ``out``."""
+
+    def __init__(self, jid: int, op: Any, out: _Chain) -> None:
+        self.jid = jid
+        self.op = op
+        self.out = out
+        self.inputs: list[_Chain] = []
+        self.wm = MIN_WATERMARK
+
+    def op_id(self) -> int:
+        return -(self.jid + 1)
+
+    def push(self, side: int, table: pa.Table, run: _PipelineRun) -> None:
+        wm = self.wm if self.wm > MIN_WATERMARK else None
+        run.stats.late_rows += int(self.op.process(table, side, wm) or 0)
+
+    def watermark(self) -> int:
+        return min(chain.watermark() for chain in self.inputs)
+
+    def advance(self, watermark: int) -> None:
+        fired = self.op.flush() if watermark == MAX_WATERMARK else self.op.advance(watermark)
+        self.wm = max(self.wm, watermark)
+        if fired is not None and fired.num_rows:
+            self.out.push(fired, 0)
+
+
+_FEED_KEY = re.compile(r"^s\d+/")
+
+
 class _PipelineRun:
-    """One pipeline's source, operators and sink, and the loop body that drives them."""
+    """One pipeline: its sources, chains of operators, joins, and sink; the loop body."""
 
     def __init__(
         self, pipeline: Pipeline, context: ConnectorContext, threads: int | None = None
     ) -> None:
         # connectors import their formats' libraries; load them only when a job runs
-        from fluvial.stream.connectors import create_sink, create_source
+        from fluvial.stream.connectors import create_sink
 
         self.p = pipeline
         self.con = _connect(threads)
-        self.source: Source = create_source(pipeline.scan.table, context)
+        self.context = context
         self.sink: Sink = create_sink(pipeline.sink.table, context)
         # transactional sinks get their rows at commit time, from the checkpoint's outbox
         self.transactional = self.sink.transactional
         self.outbox: list[pa.Table] = []
-        self.ops: dict[int, Any] = {}
-        for i, step in enumerate(pipeline.steps):
-            if isinstance(step, WindowAgg):
-                if step.spec.kind == "session":
-                    self.ops[i] = SessionAggregate(step.spec, step.time_col, step.keys, step.aggs)
-                else:
-                    self.ops[i] = WindowAggregate(
-                        step.spec,
-                        step.time_col,
-                        step.keys,
-                        step.aggs,
-                        allowed_lateness_ms=step.allowed_lateness_ms,
-                    )
-            elif isinstance(step, GroupAgg):
-                self.ops[i] = GroupAggregate(step.keys, step.aggs, ttl_ms=step.ttl_ms)
-            elif isinstance(step, Dedup):
-                self.ops[i] = Deduplicate(step.keys, step.time_col, keep_last=step.keep_last)
-            elif isinstance(step, WindowBuffer):
-                self.ops[i] = WindowBufferOp(step.spec, step.time_col)
-            elif isinstance(step, PyWindow):  # the dataflow API's user aggregates
-                self.ops[i] = step.make_operator()
-        self.op_wm = dict.fromkeys(self.ops, MIN_WATERMARK)
-        self.tracker: Any = None
-        self.splits: set[str] = set()
-        self.floor = MIN_WATERMARK  # a restored watermark: never go back below it
         self.stats = PipelineStats(pipeline.name, pipeline.sink.table.name)
         self.state_bytes = 0
+        self.feeds: list[_Feed] = []
+        self.chains: list[_Chain] = []
+        self.joins: list[_JoinRun] = []
+        #: the nodes in the order their watermarks advance: inputs before what reads them
+        self.order: list[_Chain | _JoinRun] = []
+        self.root = self._build(pipeline.scan, pipeline.steps, self.write)
         # the late-events side output: a topic sink of the source's physical columns
         self.late_sink: Sink | None = None
         self.late_outbox: list[pa.Table] = []
         self.batch: pa.Table | None = None  # the source batch being pushed (for late rows)
-        if pipeline.scan.late_topic:
+        if isinstance(pipeline.scan, Scan) and pipeline.scan.late_topic:
             self.late_sink = create_sink(late_table(pipeline), context)
+
+    def _build(
+        self, source: Scan | Join | Union, steps: tuple[Step, ...], emit: Callable[[pa.Table], None]
+    ) -> _Chain:
+        """The chain reading *source*; sub-plans first (so they advance first)."""
+        chain = _Chain(self, len(self.chains), steps, emit)
+        self.chains.append(chain)
+        if isinstance(source, Scan):
+            feed = _Feed(self, len(self.feeds), source, chain, self.context)
+            self.feeds.append(feed)
+            chain.watermark = feed.watermark
+        elif isinstance(source, Join):
+            from fluvial.stream.ops.join import make_join
+
+            join = _JoinRun(len(self.joins), make_join(source.spec), chain)
+            self.joins.append(join)
+            for side, sub in enumerate((source.left, source.right)):
+                join.inputs.append(
+                    self._build(
+                        sub.source,
+                        sub.steps,
+                        lambda t, side=side, join=join: join.push(side, t, self),  # type: ignore[misc]
+                    )
+                )
+            self.order.append(join)
+            chain.watermark = join.watermark
+        else:  # UNION ALL: rows go straight on; the watermark is the inputs' minimum
+            inputs = [
+                self._build(sub.source, sub.steps, lambda t: chain.push(t, 0))
+                for sub in source.inputs
+            ]
+            chain.watermark = lambda: min(c.watermark() for c in inputs)
+        self.order.append(chain)
+        return chain
+
+    def write(self, table: pa.Table) -> None:
+        """The root chain's output: to the sink (via the outbox when transactional)."""
+        out = conform(table, self.p.sink, self.sink.schema)
+        if self.transactional:
+            self.outbox.append(out)  # durable in the next checkpoint, then committed
+        else:
+            self.sink.write(out)
+        self.stats.rows_out += out.num_rows
 
     # lifecycle ---------------------------------------------------------------
     def open(self, state: PipelineState | None, checkpoint_id: int | None) -> None:
-        self.source.open(state.positions if state else None)
+        for feed in self.feeds:
+            feed.open(state)
         self.sink.open(checkpoint_id)
         if self.late_sink is not None:
             self.late_sink.open(checkpoint_id)
-        scan = self.p.scan
-        self.splits = set(self.source.splits())
-        self.tracker = WatermarkTracker(sorted(self.splits), scan.idle_timeout_ms or 0)
         if state is None:
             return
-        self.floor = state.watermark
-        for split, wm in state.split_watermarks.items():
-            self.splits.add(split)
-            self.tracker.add_split(split)
-            if wm is not None:
-                self.tracker.observe(split, wm)
-        for i, snap in state.operators.items():
-            self.ops[i].restore(snap)
-        for i, wm in state.operator_watermarks.items():
-            self.op_wm[i] = wm
+        for chain in self.chains:
+            for i, op in chain.ops.items():
+                snap = state.operators.get(chain.op_id(i))
+                if snap is not None:
+                    op.restore(snap)
+                wm = state.operator_watermarks.get(chain.op_id(i))
+                if wm is not None:
+                    chain.op_wm[i] = wm
+        for join in self.joins:
+            snap = state.operators.get(join.op_id())
+            if snap is not None:
+                join.op.restore(snap)
+            join.wm = state.operator_watermarks.get(join.op_id(), MIN_WATERMARK)
         self.stats.rows_in = state.counters.get("rows_in", 0)
         self.stats.rows_out = state.counters.get("rows_out", 0)
         self.stats.late_rows = state.counters.get("late_rows", 0)
-        self.stats.watermark_ms = self.floor if self.floor > MIN_WATERMARK else None
+        wm = self.root.watermark()
+        self.stats.watermark_ms = wm if wm > MIN_WATERMARK else None
         self.state_bytes = state.state_bytes
 
     def snapshot(self) -> PipelineState:
-        """The pipeline's state between two poll rounds; takes the outbox."""
+        """The pipeline's state between two poll rounds; takes the outboxes."""
         outbox = late = None
         if self.outbox:
             outbox = pa.concat_tables(self.outbox).combine_chunks()
@@ -269,13 +562,27 @@ class _PipelineRun:
         if self.late_outbox:
             late = pa.concat_tables(self.late_outbox).combine_chunks()
             self.late_outbox = []
-        splits = self.tracker.splits if self.tracker is not None else {}
+        positions: dict[str, Any] = {}
+        splits: dict[str, int | None] = {}
+        for feed in self.feeds:
+            positions.update({feed.key(k): v for k, v in feed.source.positions().items()})
+            tracked = feed.tracker.splits if feed.tracker is not None else {}
+            splits.update({feed.key(k): v for k, v in tracked.items()})
+        operators: dict[int, bytes] = {}
+        watermarks: dict[int, int] = {}
+        for chain in self.chains:
+            for i, op in chain.ops.items():
+                operators[chain.op_id(i)] = op.snapshot()
+                watermarks[chain.op_id(i)] = chain.op_wm[i]
+        for join in self.joins:
+            operators[join.op_id()] = join.op.snapshot()
+            watermarks[join.op_id()] = join.wm
         state = PipelineState(
-            positions=self.source.positions(),
-            watermark=self.watermark(),
+            positions=positions,
+            watermark=self.feeds[0].watermark() if self.feeds else MIN_WATERMARK,
             split_watermarks=splits,
-            operator_watermarks=dict(self.op_wm),
-            operators={i: op.snapshot() for i, op in self.ops.items()},
+            operator_watermarks=watermarks,
+            operators=operators,
             outbox=outbox,
             late_outbox=late,
             counters={
@@ -283,6 +590,7 @@ class _PipelineRun:
                 "rows_out": self.stats.rows_out,
                 "late_rows": self.stats.late_rows,
             },
+            feed_watermarks={str(f.fid): f.watermark() for f in self.feeds[1:]},
         )
         self.state_bytes = state.state_bytes
         return state
@@ -315,7 +623,8 @@ class _PipelineRun:
 
     def close(self) -> None:
         try:
-            self.source.close()
+            for feed in self.feeds:
+                feed.source.close()
         finally:
             try:
                 self.sink.close()
@@ -334,136 +643,18 @@ class _PipelineRun:
         finally:
             self.con.unregister(BATCH)
 
-    def watermark(self) -> int:
-        current = self.tracker.current_ms if self.tracker is not None else None
-        wm = self.floor if current is None else max(self.floor, int(current))
-        return wm
+    def finished(self) -> bool:
+        """Every source has produced everything (bounded sources, or ``until_idle``)."""
+        return all(feed.source.finished() for feed in self.feeds)
 
     def poll(self, max_rows: int, timeout: float) -> int:
         """Read, process and emit one round of source batches; returns rows read."""
-        batches = self.source.poll(max_rows, timeout)
-        rows = 0
-        scan = self.p.scan
-        for b in batches:
-            table = b.table
-            if table.num_rows == 0:
-                continue
-            rows += table.num_rows
-            if scan.computed_sql is not None:
-                table = self.sql(scan.computed_sql, table)
-            if b.split not in self.splits:
-                self.splits.add(b.split)
-                self.tracker.add_split(b.split)
-            if self.p.carry:
-                table, candidate = self.hidden_columns(table, b.split)
-            else:
-                candidate = self.candidate(table)
-            if candidate is not None:
-                self.tracker.observe(b.split, candidate)
-            self.batch = table if ROW_ID in self.p.carry else None
-            self.push(table, 0)
-            self.batch = None
+        rows = sum(feed.poll(max_rows, timeout) for feed in self.feeds)
         self.stats.rows_in += rows
-        self.advance(self.watermark())
+        self.advance()
         return rows
 
-    def candidate(self, table: pa.Table) -> int | None:
-        """This batch's watermark candidate: the max of the watermark expression."""
-        scan = self.p.scan
-        if scan.rowtime is None:
-            return None
-        if scan.watermark_sql is not None:
-            value = self.sql(scan.watermark_sql, table).column(0)[0]
-        else:
-            value = pc.max(table[scan.rowtime])
-        if not value.is_valid:
-            return None
-        ms = value.cast(pa.int64()).as_py() if pa.types.is_timestamp(value.type) else None
-        if ms is None:
-            raise PipelineError(
-                f"{self.p.name}: the watermark of '{scan.table.name}' must be a timestamp, "
-                f"found {value.type}"
-            )
-        return int(ms) - (scan.watermark_delay_ms or 0)
-
-    def push(self, table: pa.Table, start: int) -> None:
-        """Run *table* through the steps from *start* until a window operator takes it."""
-        steps = self.p.steps
-        for i in range(start, len(steps)):
-            if table.num_rows == 0:
-                return
-            step = steps[i]
-            if isinstance(step, Calc):
-                table = self.sql(step.sql, table)
-                continue
-            if isinstance(step, PyStep):  # the dataflow API: a whole batch per call
-                table = _py_step(self.p.name, step, table)
-                continue
-            if isinstance(step, WindowAgg | GroupAgg):
-                prepared = self.sql(step.pre.sql, table)
-            else:
-                prepared = table
-            wm = self.op_wm[i] if self.op_wm[i] > MIN_WATERMARK else None
-            late = int(self.ops[i].process(prepared, wm) or 0)
-            self.stats.late_rows += late
-            if late and self.batch is not None and ROW_ID in prepared.column_names:
-                self.side_output(prepared, self.ops[i])
-            return
-        if table.num_rows:
-            out = conform(table, self.p.sink, self.sink.schema)
-            if self.transactional:
-                self.outbox.append(out)  # durable in the next checkpoint, then committed
-            else:
-                self.sink.write(out)
-            self.stats.rows_out += out.num_rows
-
-    def hidden_columns(self, table: pa.Table, split: str) -> tuple[pa.Table, int | None]:
-        """Add the columns the plan carries to its first window: ``__wm``, each row's own
-        watermark (that of the rows before it: Flink's per-record watermarks), and
-        ``__rid``, its index in the batch. Returns the table and the batch's candidate."""
-        n = table.num_rows
-        candidate = None
-        if ROW_WATERMARK in self.p.carry:
-            rows = self.row_candidates(table)
-            valid = rows[rows > MIN_WATERMARK]
-            candidate = int(valid.max()) if len(valid) else None
-            own = self.tracker.splits.get(split)
-            before = np.maximum.accumulate(rows)
-            previous = np.concatenate(([MIN_WATERMARK], before[:-1]))
-            if own is not None:
-                previous = np.maximum(previous, own)
-            others = self.tracker.others_ms(split)
-            now = self.watermark()
-            if others is None:
-                row_wm = np.full(n, now, dtype=np.int64)
-            else:
-                row_wm = np.maximum(np.minimum(previous, others), now)
-            table = table.append_column(ROW_WATERMARK, pa.array(row_wm, pa.int64()))
-        else:
-            candidate = self.candidate(table)
-        if ROW_ID in self.p.carry:
-            table = table.append_column(ROW_ID, pa.array(np.arange(n, dtype=np.int64)))
-        return table, candidate
-
-    def row_candidates(self, table: pa.Table) -> np.ndarray:
-        """Each row's watermark candidate (epoch ms; the minimum long for a NULL rowtime)."""
-        scan = self.p.scan
-        assert scan.rowtime is not None
-        if scan.row_watermark_sql is not None:
-            column = self.sql(scan.row_watermark_sql, table).column(0)
-        else:
-            column = table.column(scan.rowtime)
-        if not pa.types.is_timestamp(column.type):
-            raise PipelineError(
-                f"{self.p.name}: the watermark of '{scan.table.name}' must be a timestamp, "
-                f"found {column.type}"
-            )
-        ms = pc.cast(column, pa.timestamp("ms", tz=column.type.tz), safe=False)
-        values = pc.fill_null(pc.cast(ms, pa.int64()), MIN_WATERMARK).to_numpy()
-        delay = scan.watermark_delay_ms or 0
-        return np.where(values > MIN_WATERMARK + delay, values - delay, MIN_WATERMARK)
-
-    def side_output(self, prepared: pa.Table, op: Any) -> None:
+    def side_output(self, op: Any) -> None:
         """The source rows *op* just dropped as late, to the late-events topic."""
         ids = getattr(op, "dropped_ids", None)
         if ids is None or self.batch is None or self.late_sink is None:
@@ -472,32 +663,30 @@ class _PipelineRun:
         physical = self.late_sink.schema
         self.late_outbox.append(rows.select(physical.names).cast(physical))
 
-    def advance(self, watermark: int) -> None:
-        """Fire the windows the watermark has passed, in plan order (so a downstream
-        window sees its input before its own watermark moves)."""
-        self.stats.watermark_ms = watermark if watermark > MIN_WATERMARK else None
-        for i, op in self.ops.items():
-            if watermark <= self.op_wm[i] and not getattr(op, "eager", False):
-                continue
-            fired = op.flush() if watermark == MAX_WATERMARK else op.advance(watermark)
-            self.op_wm[i] = max(watermark, self.op_wm[i])
-            step = self.p.steps[i]
-            if fired is not None and fired.num_rows:
-                if isinstance(step, WindowAgg | GroupAgg):
-                    fired = self.sql(step.post.sql, fired)
-                self.push(fired, i + 1)
+    def advance(self) -> None:
+        """Move every watermark: inputs first, then the joins and chains reading them."""
+        for node in self.order:
+            wm = node.watermark()
+            if isinstance(node, _JoinRun):
+                if wm > node.wm or getattr(node.op, "eager", True):
+                    node.advance(wm)
+            else:
+                node.advance(wm)
+        wm = self.root.watermark()
+        self.stats.watermark_ms = wm if wm > MIN_WATERMARK else None
 
     def finish(self) -> None:
-        """End of a bounded input: the watermark goes to +infinity; every window fires."""
-        self.floor = MAX_WATERMARK
-        self.advance(MAX_WATERMARK)
+        """End of bounded input: the watermark goes to +infinity; everything fires."""
+        for feed in self.feeds:
+            feed.floor = MAX_WATERMARK
+        self.advance()
 
 
 def late_table(pipeline: Pipeline) -> CreateTable:
     """The side output of a pipeline's late rows: the source's physical columns, in a topic
     (``'fluvial.late-events.topic'``), committed per checkpoint under its own state name."""
+    assert isinstance(pipeline.scan, Scan) and pipeline.scan.late_topic
     source = pipeline.scan.table
-    assert pipeline.scan.late_topic
     options = {
         "connector": "fluvial",
         "topic": pipeline.scan.late_topic,
@@ -667,7 +856,7 @@ def run_job(
                 if done[k]:
                     continue
                 rows = run.poll(max_rows, poll_timeout)
-                if until_idle and rows == 0 and run.source.finished():
+                if until_idle and rows == 0 and run.finished():
                     run.finish()
                     done[k] = True
             pause("poll")

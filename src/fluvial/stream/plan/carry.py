@@ -31,6 +31,7 @@ from fluvial.stream.plan.nodes import (
     Job,
     Pipeline,
     PyWindow,
+    Scan,
     Step,
     WindowAgg,
     is_updating,
@@ -57,7 +58,7 @@ def _pipeline(p: Pipeline) -> Pipeline:
         (i for i, s in enumerate(steps) if isinstance(s, WindowAgg | GroupAgg | PyWindow)), None
     )
     hidden: list[str] = []
-    if first is not None and isinstance(steps[first], WindowAgg):
+    if first is not None and isinstance(steps[first], WindowAgg) and isinstance(p.scan, Scan):
         if all(isinstance(s, Calc) for s in steps[:first]):
             if p.scan.row_watermarks:
                 hidden.append(ROW_WATERMARK)

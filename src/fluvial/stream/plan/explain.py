@@ -13,10 +13,13 @@ from fluvial.stream.plan.nodes import (
     Dedup,
     GroupAgg,
     Job,
+    Join,
     Pipeline,
     PyStep,
     PyWindow,
     Scan,
+    Source,
+    Step,
     WindowBuffer,
 )
 
@@ -68,10 +71,35 @@ def _scan_lines(scan: Scan) -> list[str]:
     return lines
 
 
-def _pipeline_lines(p: Pipeline) -> list[str]:
-    """Top-down: sink first, source last."""
-    lines = [f"Sink(table=[{p.sink.table.name}], fields=[{', '.join(p.sink.targets)}])"]
-    for step in reversed(p.steps):
+def _pipeline_lines(p: Pipeline) -> list[tuple[int, str]]:
+    """Top-down (sink first, sources last), each line with its depth in the tree."""
+    sink = f"Sink(table=[{p.sink.table.name}], fields=[{', '.join(p.sink.targets)}])"
+    return [(0, sink), *_chain_lines(p.scan, p.steps, 1)]
+
+
+def _chain_lines(source: Source, steps: tuple[Step, ...], depth: int) -> list[tuple[int, str]]:
+    lines = _step_lines(steps)
+    out = [(depth + k, line) for k, line in enumerate(lines)]
+    depth += len(lines)
+    if isinstance(source, Scan):
+        out += [(depth + k, line) for k, line in enumerate(_scan_lines(source))]
+    elif isinstance(source, Join):
+        spec = source.spec
+        out.append(
+            (depth, f"{spec.kind.capitalize()}Join(joinType=[{spec.how.upper()}], {spec.detail})")
+        )
+        for sub in (source.left, source.right):
+            out += _chain_lines(sub.source, sub.steps, depth + 1)
+    else:
+        out.append((depth, f"Union(all=[true], union=[{', '.join(source.columns)}])"))
+        for sub in source.inputs:
+            out += _chain_lines(sub.source, sub.steps, depth + 1)
+    return out
+
+
+def _step_lines(steps: tuple[Step, ...]) -> list[str]:
+    lines: list[str] = []
+    for step in reversed(steps):
         if isinstance(step, Calc):
             lines.append(f"{step.what}({step.detail})")
             continue
@@ -109,7 +137,6 @@ def _pipeline_lines(p: Pipeline) -> list[str]:
                 f"window=[{_window(step.spec)} ON {step.time_col}], select=[{aggs}])"
             )
         lines.append(f"Calc({step.pre.detail})")
-    lines.extend(_scan_lines(p.scan))
     return lines
 
 
@@ -120,7 +147,7 @@ def explain(job: Job) -> str:
         where = f" (line {p.line})" if p.line else ""
         out.append("")
         out.append(f"-- {p.name}{where}")
-        for depth, line in enumerate(_pipeline_lines(p)):
+        for depth, line in _pipeline_lines(p):
             out.append(("   " * (depth - 1) + "+- " if depth else "") + line)
     if job.settings:
         out.append("")

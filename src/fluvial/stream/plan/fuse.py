@@ -19,7 +19,16 @@ import dataclasses
 import sqlglot
 from sqlglot import exp
 
-from fluvial.stream.plan.nodes import BATCH, Calc, GroupAgg, Job, Step, WindowAgg
+from fluvial.stream.plan.nodes import (
+    BATCH,
+    Calc,
+    Chain,
+    GroupAgg,
+    Job,
+    Step,
+    WindowAgg,
+    map_chains,
+)
 
 __all__ = ["fuse_calcs", "fuse_job", "nest"]
 
@@ -58,7 +67,14 @@ def fuse_calcs(steps: tuple[Step, ...]) -> tuple[Step, ...]:
     return tuple(out)
 
 
+def _chain(chain: Chain) -> Chain:
+    return dataclasses.replace(chain, steps=fuse_calcs(chain.steps))
+
+
 def fuse_job(job: Job) -> Job:
-    """Apply :func:`fuse_calcs` to every pipeline of *job*."""
-    pipelines = tuple(dataclasses.replace(p, steps=fuse_calcs(p.steps)) for p in job.pipelines)
+    """Apply :func:`fuse_calcs` to every chain of every pipeline of *job*."""
+    pipelines = tuple(
+        dataclasses.replace(p, scan=map_chains(p.scan, _chain), steps=fuse_calcs(p.steps))
+        for p in job.pipelines
+    )
     return dataclasses.replace(job, pipelines=pipelines)

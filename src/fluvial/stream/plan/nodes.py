@@ -22,18 +22,24 @@ __all__ = [
     "BATCH",
     "Aggregate",
     "Calc",
+    "Chain",
     "Dedup",
     "GroupAgg",
     "Job",
+    "Join",
+    "JoinSpec",
     "Pipeline",
     "PyStep",
     "PyWindow",
     "Scan",
     "SinkNode",
+    "Source",
     "Step",
+    "Union",
     "WindowAgg",
     "WindowBuffer",
     "is_updating",
+    "map_chains",
 ]
 
 #: the name every step's SQL reads its input as
@@ -165,11 +171,75 @@ Aggregate = WindowAgg | GroupAgg
 Step = Calc | WindowAgg | GroupAgg | Dedup | WindowBuffer | PyStep | PyWindow
 
 
+def map_chains(source: Source, fn: Callable[[Chain], Chain]) -> Source:
+    """*source* with *fn* applied to every chain below it (joins' and unions' inputs),
+    deepest first."""
+    if isinstance(source, Join):
+        left = fn(Chain(map_chains(source.left.source, fn), source.left.steps))
+        right = fn(Chain(map_chains(source.right.source, fn), source.right.steps))
+        return Join(left, right, source.spec)
+    if isinstance(source, Union):
+        inputs = tuple(fn(Chain(map_chains(c.source, fn), c.steps)) for c in source.inputs)
+        return Union(inputs, source.columns)
+    return source
+
+
 def is_updating(step: object) -> bool:
     """Whether *step* emits updates (a changelog) rather than appends only."""
     if isinstance(step, GroupAgg | Dedup):
         return True
     return isinstance(step, WindowAgg) and step.allowed_lateness_ms > 0
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A sub-plan: a source (a table scan, a join or a union) and the steps after it."""
+
+    source: Scan | Join | Union
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    """How a join matches and what it outputs (SQL over ``l`` and ``r``, for DuckDB)."""
+
+    kind: str  # "window" | "interval" | "regular"
+    how: str  # "inner" | "left" | "right" | "full"
+    #: the ON condition over ``l."col"`` and ``r."col"``
+    on_sql: str
+    #: the output projection: ``l."a" AS "a", r."a" AS "a0"``…
+    select_sql: str
+    columns: tuple[str, ...]
+    #: window join: each side's window_end column
+    window_end: tuple[str, str] = ("window_end", "window_end")
+    #: interval join: each side's time column, and ``lower <= l.t - r.t <= upper`` (ms)
+    left_time: str | None = None
+    right_time: str | None = None
+    lower_ms: int = 0
+    upper_ms: int = 0
+    #: regular join: ``table.exec.state.ttl``
+    ttl_ms: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Join:
+    """Two inputs joined (see :mod:`fluvial.stream.ops.join`)."""
+
+    left: Chain
+    right: Chain
+    spec: JoinSpec
+
+
+@dataclass(frozen=True)
+class Union:
+    """``UNION ALL``: the inputs' rows, in arrival order; the watermark is their minimum."""
+
+    inputs: tuple[Chain, ...]
+    columns: tuple[str, ...]
+
+
+Source = Scan | Join | Union
 
 
 @dataclass(frozen=True)
@@ -186,7 +256,8 @@ class Pipeline:
     """One ``INSERT INTO``: a source, its steps, a sink."""
 
     name: str
-    scan: Scan
+    #: the root chain's source: a table scan, or a join / union of sub-plans
+    scan: Source
     steps: tuple[Step, ...]
     sink: SinkNode
     line: int | None = None

@@ -33,7 +33,18 @@ import sqlglot
 from sqlglot import exp
 
 from fluvial.stream.plan.fuse import nest
-from fluvial.stream.plan.nodes import BATCH, Calc, GroupAgg, Job, Pipeline, Scan, Step, WindowAgg
+from fluvial.stream.plan.nodes import (
+    BATCH,
+    Calc,
+    Chain,
+    GroupAgg,
+    Job,
+    Pipeline,
+    Scan,
+    Step,
+    WindowAgg,
+    map_chains,
+)
 
 __all__ = ["fuse_scan_job", "fuse_scan_steps"]
 
@@ -104,9 +115,16 @@ def fuse_scan_steps(scan: Scan, steps: tuple[Step, ...]) -> tuple[Scan, tuple[St
     return fused_scan, (fused, *steps[1:])
 
 
+def _chain(chain: Chain) -> Chain:
+    if not isinstance(chain.source, Scan):
+        return chain
+    scan, steps = fuse_scan_steps(chain.source, chain.steps)
+    return Chain(scan, steps)
+
+
 def _pipeline(p: Pipeline) -> Pipeline:
-    scan, steps = fuse_scan_steps(p.scan, p.steps)
-    return dataclasses.replace(p, scan=scan, steps=steps)
+    root = _chain(Chain(map_chains(p.scan, _chain), p.steps))
+    return dataclasses.replace(p, scan=root.source, steps=root.steps)
 
 
 def fuse_scan_job(job: Job) -> Job:
