@@ -370,8 +370,9 @@ def test_errors_point_at_line_and_column(query: str, needle: str, message: str) 
     ("query", "what"),
     [
         (
-            "INSERT INTO out SELECT a.user_id, 1 FROM clicks a JOIN clicks b ON a.user_id = b.user_id;",
-            "JOIN",
+            "INSERT INTO out SELECT a.user_id, 1 FROM clicks a LEFT JOIN clicks b "
+            "ON a.user_id = b.user_id;",
+            "LEFT regular join",
         ),
         (
             "INSERT INTO out SELECT user_id, COUNT(*) OVER (PARTITION BY user_id ORDER BY ts) FROM clicks;",

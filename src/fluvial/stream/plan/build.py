@@ -10,9 +10,11 @@ aggregations) is refused by name with :class:`UnsupportedSqlError`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sqlglot import exp
 
@@ -24,14 +26,20 @@ from fluvial.stream.plan.fuse import fuse_job
 from fluvial.stream.plan.nodes import (
     BATCH,
     Calc,
+    Chain,
     Dedup,
     GroupAgg,
     Job,
+    Join,
+    JoinSpec,
     Pipeline,
+    PyStep,
     PyWindow,
     Scan,
     SinkNode,
+    Source,
     Step,
+    Union,
     WindowAgg,
     WindowBuffer,
     is_updating,
@@ -61,7 +69,9 @@ PASSES: tuple[Callable[[Job], Job], ...] = (fuse_job, fuse_scan_job, carry_job)
 
 def plan_scan(table: CreateTable) -> Scan:
     """The Scan of one source table (computed columns, watermark) on its own."""
-    return _Planner(Script((table,))).scan(table).scan
+    scan = _Planner(Script((table,))).scan(table).scan
+    assert isinstance(scan, Scan)
+    return scan
 
 
 def build_job(
@@ -159,13 +169,15 @@ UNSUPPORTED_AGGS = (exp.AggFunc,)
 class _Rel:
     """A planned relation: its scan, steps so far and output columns."""
 
-    scan: Scan
+    scan: Source
     steps: list[Step]
     columns: tuple[str, ...]
     rowtime: str | None
     aliases: set[str] = field(default_factory=set)
     #: a window TVF not yet consumed by a GROUP BY: (spec, time column)
     window: tuple[WindowSpec, str] | None = None
+    #: over a join: alias -> {input column -> output column}
+    scope: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- planner
@@ -268,7 +280,7 @@ class _Planner:
             node = (
                 f"WindowAggregate(window=[{step.spec.kind.upper()}], allowed lateness "
                 f"{step.allowed_lateness_ms} ms from '{LATENESS_OPTION}' of "
-                f"'{rel.scan.table.name}')"
+                f"'{rel.scan.table.name if isinstance(rel.scan, Scan) else '?'}')"
             )
         pos = insert.position
         raise SqlError(
@@ -284,6 +296,8 @@ class _Planner:
     def query(self, q: exp.Expr, ctes: dict[str, exp.Expr]) -> _Rel:
         if isinstance(q, exp.Subquery):
             return self.query(q.this, ctes)
+        if isinstance(q, exp.Union):
+            return self.union(q, ctes)
         if isinstance(q, exp.SetOperation):
             raise self.unsupported(f"{q.key.upper()} of queries", q)
         if not isinstance(q, exp.Select):
@@ -300,16 +314,18 @@ class _Planner:
         ranked = self.rank(q, from_.this, ctes)
         if ranked is not None:
             return ranked
-        rel = self.relation(from_.this, ctes)
+        joins = q.args.get("joins")
+        if joins:
+            rel, q = self.join_relation(q, from_.this, list(joins), ctes)
+        else:
+            rel = self.relation(from_.this, ctes)
         group = q.args.get("group")
         has_agg = any(
             isinstance(n, exp.AggFunc) for e in q.expressions for n in e.find_all(exp.AggFunc)
         )
         if rel.window is not None:
-            if group is None:
-                raise self.unsupported(
-                    "a window TVF without GROUP BY window_start, window_end", from_.this
-                )
+            if group is None:  # the TVF's rows, each with its window columns
+                return self.calc(q, self.tvf_rows(rel))
             return self.window_agg(q, rel, rel.window[0], rel.window[1], legacy=False)
         if group is not None:
             legacy = [g for g in group.expressions if _fname(g) in LEGACY_WINDOWS]
@@ -322,6 +338,322 @@ class _Planner:
         if has_agg or q.args.get("having") is not None:  # a global aggregate: one group
             return self.window_agg(q, rel, None, None, legacy=False)
         return self.calc(q, rel)
+
+    # joins and unions -------------------------------------------------------
+    def tvf_rows(self, rel: _Rel) -> _Rel:
+        """A window TVF read as rows (not grouped): each row with its windows' columns,
+        stateless (a HOP row once per window). ``window_time`` is the time attribute."""
+        if rel.window is None:
+            return rel
+        spec, time_col = rel.window
+        if spec.kind == "session":
+            raise self.unsupported("a SESSION window TVF without GROUP BY")
+        step = PyStep(
+            functools.partial(_assign_windows, time_col=time_col, spec=spec),
+            f"WindowTableFunction(window=[{spec.kind.upper()}] ON {time_col})",
+        )
+        return _Rel(rel.scan, [*rel.steps, step], rel.columns, "window_time", rel.aliases)
+
+    def union(self, q: exp.Union, ctes: dict[str, exp.Expr]) -> _Rel:
+        """``UNION ALL`` of queries with the same number of columns (named by the first)."""
+        parts: list[exp.Expr] = []
+
+        def flatten(node: exp.Expr) -> None:
+            if isinstance(node, exp.Union):
+                if node.args.get("distinct"):
+                    raise self.unsupported("UNION (without ALL: a deduplicating union)", node)
+                flatten(node.this)
+                flatten(node.expression)
+            else:
+                parts.append(node)
+
+        flatten(q)
+        rels = [self.tvf_rows(self.query(p, ctes)) for p in parts]
+        names = rels[0].columns
+        chains = []
+        for p, rel in zip(parts, rels, strict=True):
+            if len(rel.columns) != len(names):
+                raise self.error(
+                    f"UNION ALL inputs have {len(names)} and {len(rel.columns)} columns", p
+                )
+            if any(is_updating(st) for st in rel.steps):
+                raise self.unsupported("UNION ALL of an updating input", p)
+            if rel.columns != names:
+                items = ", ".join(
+                    f"{_quote(c)} AS {_quote(n)}" for c, n in zip(rel.columns, names, strict=True)
+                )
+                rename = Calc(f"SELECT {items} FROM {BATCH}", names, "Calc", f"select=[{items}]")
+                rel = _Rel(rel.scan, [*rel.steps, rename], names, rel.rowtime)
+            chains.append(Chain(rel.scan, tuple(rel.steps)))
+        positions = {rel.columns.index(rel.rowtime) for rel in rels if rel.rowtime} | (
+            {-1} if any(rel.rowtime is None for rel in rels) else set()
+        )
+        rowtime = names[positions.pop()] if len(positions) == 1 and -1 not in positions else None
+        return _Rel(Union(tuple(chains), names), [], names, rowtime)
+
+    def join_relation(
+        self, q: exp.Select, first: exp.Expression, joins: list[exp.Join], ctes: dict[str, exp.Expr]
+    ) -> tuple[_Rel, exp.Select]:
+        """Plan ``FROM a JOIN b ON … [JOIN c …]`` (or ``FROM a, b WHERE …``); returns the
+        joined relation and *q* with its columns resolved to the join's output names."""
+        rel = self.tvf_rows(self.relation(first, ctes))
+        rel.scope = rel.scope or {a: {c: c for c in rel.columns} for a in rel.aliases}
+        where = q.args.get("where")
+        conjuncts = _conjuncts(where.this) if where is not None else []
+        for j in joins:
+            if j.args.get("using"):
+                raise self.unsupported("JOIN … USING", j)
+            if isinstance(j.this, exp.Table) and j.this.args.get("version") is not None:
+                raise self.unsupported("a temporal (FOR SYSTEM_TIME AS OF) join", j)
+            right = self.tvf_rows(self.relation(j.this, ctes))
+            right.scope = right.scope or {a: {c: c for c in right.columns} for a in right.aliases}
+            side = str(j.args.get("side") or "").lower()
+            kind = str(j.args.get("kind") or "").lower()
+            if kind not in ("", "inner", "outer", "cross"):
+                raise self.unsupported(f"{kind.upper()} JOIN", j)
+            how = side or "inner"
+            on = j.args.get("on")
+            if on is not None:
+                conds = _conjuncts(on)
+            else:  # FROM a, b WHERE …: the conditions between the two sides join them
+                conds = [c for c in conjuncts if self._spans(c, rel, right)]
+                conjuncts = [c for c in conjuncts if c not in conds]
+            rel = self.join(rel, right, conds, how, j)
+        out = q.copy()
+        out.set("joins", None)
+        out.set("where", exp.Where(this=exp.and_(*conjuncts)) if conjuncts else None)
+        return rel, self.resolve(out, rel)
+
+    def _owner(self, col: exp.Column, rels: tuple[_Rel, ...]) -> tuple[int, str] | None:
+        """Which input (index) and input column a column reference means."""
+        if col.table:
+            for k, r in enumerate(rels):
+                if col.table in r.scope:
+                    name = r.scope[col.table].get(col.name)
+                    if name is None:
+                        raise self.error(
+                            f"table '{col.table}' has no column '{col.name}'"
+                            f"{did_you_mean(col.name, list(r.scope[col.table]))}",
+                            col,
+                        )
+                    return k, name
+            return None
+        found = [(k, col.name) for k, r in enumerate(rels) if col.name in r.columns]
+        if len(found) > 1:
+            raise self.error(f"column '{col.name}' is ambiguous", col)
+        return found[0] if found else None
+
+    def _spans(self, cond: exp.Expression, left: _Rel, right: _Rel) -> bool:
+        sides = set()
+        for col in cond.find_all(exp.Column):
+            owner = self._owner(col, (left, right))
+            if owner is not None:
+                sides.add(owner[0])
+        return sides == {0, 1}
+
+    def join(
+        self, left: _Rel, right: _Rel, conds: list[exp.Expression], how: str, node: exp.Expression
+    ) -> _Rel:
+        if any(is_updating(st) for st in (*left.steps, *right.steps)):
+            raise self.unsupported("a join of an updating input", node)
+        if not conds:
+            raise self.unsupported("a join without a condition (a cross join)", node)
+        # output names: the left's, then the right's (renamed name0, name1… on a clash)
+        names = list(left.columns)
+        right_out: dict[str, str] = {}
+        for c in right.columns:
+            out, k = c, 0
+            while out in names:
+                out, k = f"{c}{k}", k + 1
+            right_out[c] = out
+            names.append(out)
+        sql_conds = []
+        keys: list[tuple[str, str]] = []
+        bounds: list[tuple[str, str, int | None, int | None]] = []
+        for cond in conds:
+            resolved = cond.copy()
+            refs: list[tuple[int, str]] = []
+            for col in list(resolved.find_all(exp.Column)):
+                owner = self._owner(col, (left, right))
+                if owner is None:
+                    raise self.error(f"unknown column '{col.sql()}' in the join condition", col)
+                refs.append(owner)
+                col.replace(exp.column(owner[1], table="l" if owner[0] == 0 else "r", quoted=True))
+            sql_conds.append(to_duckdb(resolved))
+            if isinstance(cond, exp.EQ):
+                a, b = cond.this, cond.expression
+                if isinstance(a, exp.Column) and isinstance(b, exp.Column):
+                    oa, ob = self._owner(a, (left, right)), self._owner(b, (left, right))
+                    if oa and ob and {oa[0], ob[0]} == {0, 1}:
+                        lcol, rcol = (oa[1], ob[1]) if oa[0] == 0 else (ob[1], oa[1])
+                        keys.append((lcol, rcol))
+            bound = self._time_bound(cond, left, right)
+            if bound is not None:
+                bounds.append(bound)
+        on_sql = " AND ".join(f"({c})" for c in sql_conds)
+        select = [f"l.{_quote(c)} AS {_quote(c)}" for c in left.columns]
+        select += [f"r.{_quote(c)} AS {_quote(right_out[c])}" for c in right.columns]
+        window = ("window_start", "window_start") in keys and ("window_end", "window_end") in keys
+        detail = f"where=[{' AND '.join(c.sql() for c in conds)}]"
+        spec_args: dict[str, Any] = {
+            "how": how,
+            "on_sql": on_sql,
+            "select_sql": ", ".join(select),
+            "columns": tuple(names),
+            "detail": detail,
+        }
+        rowtime = None
+        if window:
+            spec = JoinSpec(kind="window", **spec_args)
+        elif bounds and left.rowtime and right.rowtime:
+            lo = max((b[2] for b in bounds if b[2] is not None), default=None)
+            hi = min((b[3] for b in bounds if b[3] is not None), default=None)
+            if lo is None or hi is None:
+                raise self.unsupported(
+                    "an interval join needs both a lower and an upper time bound", node
+                )
+            if how != "inner":
+                raise self.unsupported(f"a {how.upper()} interval join", node)
+            spec = JoinSpec(
+                kind="interval",
+                left_time=left.rowtime,
+                right_time=right.rowtime,
+                lower_ms=lo,
+                upper_ms=hi,
+                **spec_args,
+            )
+            rowtime = left.rowtime
+        else:
+            if not keys:
+                raise self.unsupported("a join without an equality condition", node)
+            if how != "inner":
+                raise self.unsupported(f"a {how.upper()} regular join (without windows)", node)
+            ttl = self.settings.get(STATE_TTL_KEY)
+            spec = JoinSpec(
+                kind="regular", ttl_ms=parse_duration_ms(ttl) if ttl else 0, **spec_args
+            )
+        scope: dict[str, dict[str, str]] = {}
+        for a, cols in left.scope.items():
+            scope[a] = dict(cols)
+        for a, cols in right.scope.items():
+            scope[a] = {c: right_out[v] for c, v in cols.items()}
+        joined = Join(
+            Chain(left.scan, tuple(left.steps)), Chain(right.scan, tuple(right.steps)), spec
+        )
+        rel = _Rel(joined, [], tuple(names), rowtime, set(scope))
+        rel.scope = scope
+        return rel
+
+    def _time_bound(
+        self, cond: exp.Expression, left: _Rel, right: _Rel
+    ) -> tuple[str, str, int | None, int | None] | None:
+        """``(left time, right time, lower, upper)`` of ``l.t - r.t`` from a comparison
+        between the two sides' time attributes (BETWEEN, <, <=, >, >=)."""
+        if not (left.rowtime and right.rowtime):
+            return None
+
+        def term(e: exp.Expression) -> tuple[int, int] | None:
+            """(side, offset ms) of ``t``, ``t + INTERVAL …``, ``t - INTERVAL …``."""
+            sign = 0
+            if isinstance(e, exp.Add | exp.Sub) and isinstance(e.expression, exp.Interval):
+                sign = 1 if isinstance(e, exp.Add) else -1
+                offset = sign * interval_ms(e.expression)
+                e = e.this
+            else:
+                offset = 0
+            if isinstance(e, exp.Paren):
+                return term(e.this)
+            if not isinstance(e, exp.Column):
+                return None
+            owner = self._owner(e, (left, right))
+            if owner is None:
+                return None
+            time = left.rowtime if owner[0] == 0 else right.rowtime
+            return (owner[0], offset) if owner[1] == time else None
+
+        def diff(a: exp.Expression, b: exp.Expression) -> int | None:
+            """c with l.t - r.t compared to c, from ``a op b``; None if not time terms."""
+            ta, tb = term(a), term(b)
+            if ta is None or tb is None or ta[0] == tb[0]:
+                return None
+            # a op b ⇔ (ta.t + oa) op (tb.t + ob)
+            if ta[0] == 0:
+                return tb[1] - ta[1]  # l.t - r.t op ob - oa
+            return ta[1] - tb[1]  # r.t + oa op l.t + ob ⇔ l.t - r.t (flipped op) oa - ob
+
+        lo: int | None = None
+        hi: int | None = None
+        if isinstance(cond, exp.Between):
+            low = diff(cond.this, cond.args["low"])
+            high = diff(cond.this, cond.args["high"])
+            first = term(cond.this)
+            if low is None or high is None or first is None:
+                return None
+            if first[0] == 0:  # l.t BETWEEN r.t + a AND r.t + b
+                lo, hi = low, high
+            else:  # r.t BETWEEN l.t + a AND l.t + b ⇔ l.t - r.t in [-b, -a]
+                lo, hi = -high, -low
+            return (left.rowtime, right.rowtime, lo, hi)
+        ops = {exp.GTE: (True, 0), exp.GT: (True, 1), exp.LTE: (False, 0), exp.LT: (False, -1)}
+        for typ, (greater, strict) in ops.items():
+            if isinstance(cond, typ):
+                c = diff(cond.this, cond.expression)
+                first = term(cond.this)
+                if c is None or first is None:
+                    return None
+                if first[0] != 0:  # the right side first: flip the comparison
+                    greater = not greater
+                    strict = -strict
+                if greater:
+                    lo = c + strict
+                else:
+                    hi = c + strict
+                return (left.rowtime, right.rowtime, lo, hi)
+        return None
+
+    def resolve(self, q: exp.Select, rel: _Rel) -> exp.Select:
+        """*q* over a join: ``alias.col`` and unambiguous ``col`` become the join's output
+        names; ``alias.*`` expands to that input's columns."""
+        items: list[exp.Expression] = []
+        for e in q.expressions:
+            if isinstance(e, exp.Column) and isinstance(e.this, exp.Star) and e.table:
+                cols = rel.scope.get(e.table)
+                if cols is None:
+                    raise self.error(f"unknown table alias '{e.table}'", e)
+                items += [exp.column(v, quoted=not v.isidentifier()) for v in cols.values()]
+            else:
+                items.append(e)
+        out = q.copy()
+        out.set("expressions", items)
+        owners = [(a, cols) for a, cols in rel.scope.items()]
+
+        def rewrite(node: exp.Expression) -> exp.Expression:
+            if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
+                return node
+            if node.table:
+                cols = rel.scope.get(node.table)
+                if cols is None:
+                    return node  # a ROW field access, or an unknown alias (checked later)
+                if node.name not in cols:
+                    raise self.error(
+                        f"table '{node.table}' has no column '{node.name}'"
+                        f"{did_you_mean(node.name, list(cols))}",
+                        node,
+                    )
+                return exp.column(cols[node.name], quoted=True)
+            found = {cols[node.name] for _, cols in owners if node.name in cols}
+            if len(found) > 1:
+                raise self.error(f"column '{node.name}' is ambiguous", node)
+            if found:
+                return exp.column(found.pop(), quoted=True)
+            return node
+
+        out.set("expressions", [e.transform(rewrite) for e in out.expressions])
+        for key in ("where", "group", "having"):
+            part = out.args.get(key)
+            if part is not None:
+                out.set(key, part.transform(rewrite))
+        return out
 
     # ranking: Top-N and deduplication -----------------------------------------
     def rank(self, q: exp.Select, node: exp.Expression, ctes: dict[str, exp.Expr]) -> _Rel | None:
@@ -476,8 +808,6 @@ class _Planner:
 
     def refuse(self, q: exp.Select) -> None:
         """Refuse, by name, the valid Flink SQL that needs operators we do not have yet."""
-        for join in q.args.get("joins") or ():
-            raise self.unsupported("JOIN", join)
         if q.args.get("distinct") is not None:
             raise self.unsupported("SELECT DISTINCT", q)
         for key, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET")):
@@ -512,8 +842,6 @@ class _Planner:
         if isinstance(node, exp.Table) and node.meta.get("match_recognize") is not None:
             return self.match_recognize(node, ctes)
         if isinstance(node, exp.Table):
-            if node.args.get("joins"):
-                raise self.unsupported("JOIN", node)
             name = node.name
             alias = node.alias or name
             if name in ctes:
@@ -922,7 +1250,7 @@ class _Planner:
             )
             return _Rel(rel.scan, [*rel.steps, node], tuple(names), None)
         first = not any(isinstance(st, WindowAgg) for st in rel.steps)
-        lateness = rel.scan.allowed_lateness_ms if first else 0
+        lateness = rel.scan.allowed_lateness_ms if first and isinstance(rel.scan, Scan) else 0
         if lateness and spec.kind == "session":
             raise self.unsupported(f"'{LATENESS_OPTION}' with SESSION windows", q)
         step = WindowAgg(
@@ -940,6 +1268,21 @@ class _Planner:
             if isinstance(inner, exp.Column) and inner.name == "window_time":
                 rowtime = n
         return _Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
+
+
+def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    """The AND-ed parts of a condition."""
+    if isinstance(node, exp.And):
+        return [*_conjuncts(node.this), *_conjuncts(node.expression)]
+    if isinstance(node, exp.Paren) and isinstance(node.this, exp.And):
+        return _conjuncts(node.this)
+    return [node]
+
+
+def _assign_windows(table: Any, *, time_col: str, spec: WindowSpec) -> Any:
+    from fluvial.stream.ops.assign import assign_windows
+
+    return assign_windows(table, time_col, spec)
 
 
 def select_sql(
