@@ -23,10 +23,12 @@ from typing import Any
 from fluvial.errors import ConfigError, did_you_mean
 
 __all__ = [
+    "BatchSettings",
     "CollectorSettings",
     "FlinkSettings",
     "KafkaSettings",
     "LakeSettings",
+    "LineageSettings",
     "LogSettings",
     "ProjectSettings",
     "SchemaSettings",
@@ -197,6 +199,38 @@ class FlinkSettings:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """Batch models (our Glue ETL / EMR): SQL models into the lake and the warehouse."""
+
+    models_dir: str = _f("models", "where model files live, relative to the project")
+    warehouse: str = _f(
+        "warehouse.duckdb", "the DuckDB warehouse file holding the marts, relative to data_dir"
+    )
+    engine: str = _f("duckdb", "default engine for batch runs: duckdb | spark")
+    retries: int = _f(2, "retries of a model after a transient error (commit conflict, I/O)")
+    retry_backoff_seconds: float = _f(
+        1.0, "wait before the first retry; doubled for each further retry"
+    )
+    lock_timeout_seconds: float = _f(
+        60.0, "how long a run waits for a model that another run is building"
+    )
+    spark_master: str = _f("", "--engine spark: the Spark master URL (empty = local[*])")
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    """Lineage: OpenLineage run events for every job (our Glue lineage / Marquez)."""
+
+    transport: str = _f(
+        "file", "where run events go: file (data_dir/lineage/events.ndjson) | http (Marquez)"
+    )
+    url: str = _f("", "http: the receiver's base URL; events are POSTed to <url>/api/v1/lineage")
+    namespace: str = _f(
+        "", "the OpenLineage namespace of jobs and datasets (empty = the project name)"
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of a project's settings."""
 
@@ -209,6 +243,8 @@ class Settings:
     lake: LakeSettings = field(default_factory=LakeSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     flink: FlinkSettings = field(default_factory=FlinkSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
 
 def _sections() -> dict[str, type]:

@@ -22,7 +22,9 @@ boundary with ``raise ... from exc`` so callers catch one family::
     ├── CommitConflictError            a lake commit kept losing to concurrent writers
     ├── SqlError                       a pipeline's SQL is wrong (says line and column)
     │   └── UnsupportedSqlError        valid SQL that Fluvial refuses by name
-    └── PipelineError                  a stream pipeline failed while planning or running
+    ├── PipelineError                  a stream pipeline failed while planning or running
+    ├── LineageError                   a lineage event could not be delivered
+    └── BatchError                     a batch model failed while running (says which model)
 
 Messages say what was expected and what was found.
 
@@ -40,11 +42,13 @@ from collections.abc import Iterable
 
 __all__ = [
     "AuthenticationError",
+    "BatchError",
     "CommitConflictError",
     "ConfigError",
     "CorruptLogError",
     "FluvialError",
     "IncompatibleSchemaError",
+    "LineageError",
     "LogError",
     "MissingDependencyError",
     "NotFoundError",
@@ -170,6 +174,14 @@ class UnsupportedSqlError(SqlError):
 
 class PipelineError(FluvialError):
     """A stream pipeline failed while planning or running."""
+
+
+class LineageError(FluvialError):
+    """A lineage run event could not be delivered (file or HTTP transport)."""
+
+
+class BatchError(FluvialError):
+    """A batch model failed while running; the message names the model."""
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

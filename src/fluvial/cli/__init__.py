@@ -12,7 +12,22 @@ import sys
 import typer
 from typer._click.exceptions import ClickException  # Typer vendors its own Click
 
-from fluvial.cli import collect, demo, generate, init, keys, lake, log, schemas, sql, store, stream
+from fluvial.cli import (
+    batch,
+    collect,
+    demo,
+    generate,
+    init,
+    keys,
+    lake,
+    lineage,
+    log,
+    quality,
+    schemas,
+    sql,
+    store,
+    stream,
+)
 from fluvial.cli._common import err_console
 from fluvial.errors import FluvialError, UsageError
 
@@ -48,7 +63,10 @@ app.add_typer(generate.app, name="generate")
 app.add_typer(stream.app, name="stream")
 app.add_typer(lake.app, name="lake")
 app.add_typer(store.app, name="store")
+app.add_typer(quality.app, name="quality")
+app.add_typer(batch.app, name="batch")
 sql.register(app)
+lineage.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

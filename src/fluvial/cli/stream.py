@@ -21,7 +21,7 @@ from fluvial.cli._common import (
     print_json,
     print_rows,
 )
-from fluvial.errors import UsageError
+from fluvial.errors import FluvialError, UsageError
 
 __all__ = ["app"]
 
@@ -82,6 +82,8 @@ def run(
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_signal)
+    lineage = _Lineage(project, job, file)
+    lineage.send("start")
     try:
         result = run_job(
             job,
@@ -92,9 +94,13 @@ def run(
             stop=stop,
             on_progress=progress,
         )
+    except BaseException as exc:
+        lineage.send("fail", str(exc))
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    lineage.send("complete")
     if as_json:
         print_json(
             {
@@ -106,6 +112,39 @@ def run(
     else:
         total_out = sum(s.rows_out for s in result.pipelines)
         console.print(f"job {job.name}: {total_out:,} rows written", highlight=False)
+
+
+class _Lineage:
+    """OpenLineage events of a pipeline run (START, then COMPLETE or FAIL); a lineage
+    failure is reported on stderr, never fails the pipeline."""
+
+    def __init__(self, project: Any, job: Any, file: Path) -> None:
+        from fluvial.lineage import namespace_of
+        from fluvial.lineage.stream import stream_events
+
+        self.project = project
+        self.run = None
+        try:
+            text = file.read_text(encoding="utf-8")
+            self.run = stream_events(job, text, namespace=namespace_of(project))
+        except FluvialError as exc:
+            err_console.print(f"[yellow]warning:[/] no lineage for this run: {exc}")
+
+    def send(self, what: str, error: str | None = None) -> None:
+        from fluvial.lineage import emit
+
+        if self.run is None:
+            return
+        try:
+            if what == "fail":
+                event = self.run.fail(error or "")
+            elif what == "start":
+                event = self.run.start()
+            else:
+                event = self.run.complete()
+            emit(self.project, event)
+        except FluvialError as exc:
+            err_console.print(f"[yellow]warning:[/] lineage event not delivered: {exc}")
 
 
 @app.command("explain")
