@@ -53,10 +53,8 @@ MAY_BE_EMPTY = {"q12"}
 NOT_YET: dict[str, tuple[type[SqlError], str]] = {
     "q4": (UnsupportedSqlError, "GROUP BY over an updating input (retracting aggregates)"),
     "q5": (UnsupportedSqlError, "a join of an updating input"),
-    "q9": (SqlError, "Top-N without a window, over a join"),
     "q10": (UnsupportedSqlError, "a partitioned filesystem sink"),
     "q12": (UnsupportedSqlError, "PROCTIME() and processing-time windows"),
-    "q19": (UnsupportedSqlError, "Top-N without a window"),
 }
 EVENTS = 4000
 START_MS = 1_700_000_000_000

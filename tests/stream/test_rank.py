@@ -20,7 +20,6 @@ from tests.stream.helpers import (
     write_json,
 )
 
-from fluvial.errors import UnsupportedSqlError
 from fluvial.stream.job import plan_text
 from fluvial.stream.runtime import run_job
 
@@ -116,12 +115,32 @@ def test_deduplication_keeps_the_first_or_last_row(tmp_path: Path, order: str, b
         assert any(2 in t["_op"].to_pylist() for t in tables), "later rows must replace"
 
 
-def test_top_n_without_window_is_refused_by_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [31, 100_000])
+def test_top_n_without_window_upserts_to_the_batch_ranking(tmp_path: Path, batch: int) -> None:
+    rows = make_rows(900, seed=12)
+    path = write_json(tmp_path / "clicks.json", rows)
     sql = (
-        SOURCE.format(path=tmp_path / "x.json")
-        + "CREATE TABLE out (u STRING, a DOUBLE) WITH ('connector' = 'blackhole');\n"
-        + """INSERT INTO out SELECT user_id, amount FROM (SELECT *, ROW_NUMBER() OVER
-             (PARTITION BY user_id ORDER BY amount DESC) AS rn FROM clicks) WHERE rn <= 3;"""
+        SOURCE.format(path=path) + "CREATE TABLE out (u STRING, a DOUBLE, p STRING, rn BIGINT, "
+        "PRIMARY KEY (u, rn) NOT ENFORCED) WITH ('connector' = 'collect');\n"
+        + """INSERT INTO out SELECT user_id, amount, page, rn FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id
+                                            ORDER BY amount DESC NULLS LAST, ts) AS rn
+               FROM clicks WHERE amount IS NOT NULL) WHERE rn <= 3;"""
     )
-    with pytest.raises(UnsupportedSqlError, match="Top-N without a window"):
-        plan_text(sql)
+    with collecting() as committed:
+        run_job(plan_text(sql), until_idle=True, max_rows=batch)
+        tables = committed["out"]
+    final = upserted(tables, ["u", "rn"])
+    want = (
+        expected_con(rows)
+        .execute(
+            """SELECT user_id, amount, page, rn FROM (
+                 SELECT *, row_number() OVER (PARTITION BY user_id
+                                              ORDER BY amount DESC, ts) AS rn
+                 FROM e WHERE amount IS NOT NULL) WHERE rn <= 3"""
+        )
+        .fetchall()
+    )
+    assert multiset(list(final.values())) == multiset(want)
+    if batch < 100:
+        assert any(1 in t["_op"].to_pylist() for t in tables), "ranks must change"

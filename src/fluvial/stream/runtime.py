@@ -56,6 +56,7 @@ from fluvial.stream.plan.nodes import (
     Scan,
     SinkNode,
     Step,
+    TopN,
     Union,
     WindowAgg,
     WindowBuffer,
@@ -206,6 +207,10 @@ def _make_op(step: Step) -> Any:
         return Deduplicate(step.keys, step.time_col, keep_last=step.keep_last)
     if isinstance(step, WindowBuffer):
         return WindowBufferOp(step.spec, step.time_col)
+    if isinstance(step, TopN):
+        from fluvial.stream.ops.topn import TopN as TopNOp
+
+        return TopNOp(step.keys, step.order, step.n, step.rank_col)
     if isinstance(step, PyWindow):  # the dataflow API's user aggregates, MATCH_RECOGNIZE
         return step.make_operator()
     return None

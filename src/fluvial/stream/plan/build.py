@@ -39,6 +39,7 @@ from fluvial.stream.plan.nodes import (
     SinkNode,
     Source,
     Step,
+    TopN,
     Union,
     WindowAgg,
     WindowBuffer,
@@ -614,17 +615,7 @@ class _Planner:
     def resolve(self, q: exp.Select, rel: _Rel) -> exp.Select:
         """*q* over a join: ``alias.col`` and unambiguous ``col`` become the join's output
         names; ``alias.*`` expands to that input's columns."""
-        items: list[exp.Expression] = []
-        for e in q.expressions:
-            if isinstance(e, exp.Column) and isinstance(e.this, exp.Star) and e.table:
-                cols = rel.scope.get(e.table)
-                if cols is None:
-                    raise self.error(f"unknown table alias '{e.table}'", e)
-                items += [exp.column(v, quoted=not v.isidentifier()) for v in cols.values()]
-            else:
-                items.append(e)
         out = q.copy()
-        out.set("expressions", items)
         owners = [(a, cols) for a, cols in rel.scope.items()]
 
         def rewrite(node: exp.Expression) -> exp.Expression:
@@ -648,7 +639,16 @@ class _Planner:
                 return exp.column(found.pop(), quoted=True)
             return node
 
-        out.set("expressions", [e.transform(rewrite) for e in out.expressions])
+        items: list[exp.Expression] = []
+        for e in out.expressions:
+            if isinstance(e, exp.Column) and isinstance(e.this, exp.Star) and e.table:
+                cols = rel.scope.get(e.table)
+                if cols is None:
+                    raise self.error(f"unknown table alias '{e.table}'", e)
+                items += [exp.column(v, quoted=True) for v in cols.values()]
+            else:
+                items.append(e.transform(rewrite))
+        out.set("expressions", items)
         for key in ("where", "group", "having"):
             part = out.args.get(key)
             if part is not None:
@@ -699,6 +699,28 @@ class _Planner:
             raise self.unsupported("a SELECT without FROM", body)
         part_names = [p.name if isinstance(p, exp.Column) else "" for p in partition]
         windowed = {"window_start", "window_end"} <= set(part_names)
+        hidden: list[str] = []
+        if not windowed and any(
+            not isinstance(e, exp.Column) or e.table
+            for e in [*partition, *(o.this if isinstance(o, exp.Ordered) else o for o in order)]
+        ):
+            # qualified or computed ranking expressions: evaluate them in the body itself
+            extra: list[exp.Expr] = []
+            for k, p in enumerate(partition):
+                extra.append(exp.alias_(p.copy(), f"__p{k}", quoted=True))
+                partition[k] = exp.column(f"__p{k}", quoted=True)
+            for k, o in enumerate(order):
+                inner_o = o.this if isinstance(o, exp.Ordered) else o
+                extra.append(exp.alias_(inner_o.copy(), f"__o{k}", quoted=True))
+                ref = exp.column(f"__o{k}", quoted=True)
+                if isinstance(o, exp.Ordered):
+                    o = o.copy()
+                    o.set("this", ref)
+                    order[k] = o
+                else:
+                    order[k] = ref
+            hidden = [e.alias for e in extra]
+            body.set("expressions", [*body.expressions, *extra])
         if windowed and isinstance(from_.this, WindowTVF) and body.args.get("group") is None:
             rel = self.relation(from_.this, ctes)  # rows wait for their window to fire
             assert rel.window is not None
@@ -725,27 +747,44 @@ class _Planner:
             keys = [p.name for p in partition if isinstance(p, exp.Column)]
             (first,) = order if len(order) == 1 else (None,)
             col = first.this if isinstance(first, exp.Ordered) else first
+            if len(keys) != len(partition):
+                raise self.unsupported("PARTITION BY an expression in ROW_NUMBER()", window)
             if (
-                limit != 1
-                or len(keys) != len(partition)
-                or not isinstance(col, exp.Column)
-                or col.name != rel.rowtime
+                limit == 1
+                and not hidden
+                and isinstance(col, exp.Column)
+                and col.name == rel.rowtime
             ):
-                raise self.unsupported(
-                    "Top-N without a window (only deduplication, ROW_NUMBER() OVER (PARTITION "
-                    "BY keys ORDER BY the rowtime) = 1, and window Top-N are)",
-                    window,
+                desc = bool(first.args.get("desc")) if isinstance(first, exp.Ordered) else False
+                step: Step = Dedup(tuple(keys), col.name, desc)
+                cols = (*rel.columns, rn)
+                number = Calc(
+                    f"SELECT *, CAST(1 AS BIGINT) AS {_quote(rn)} FROM {BATCH}",
+                    cols,
+                    "Calc",
+                    f"select=[*, 1 AS {rn}]",
                 )
-            desc = bool(first.args.get("desc")) if isinstance(first, exp.Ordered) else False
-            step = Dedup(tuple(keys), col.name, desc)
-            cols = (*rel.columns, rn)
-            number = Calc(
-                f"SELECT *, CAST(1 AS BIGINT) AS {_quote(rn)} FROM {BATCH}",
-                cols,
+                rel = _Rel(rel.scan, [*rel.steps, step, number], cols, rel.rowtime)
+            else:
+                spec_order = []
+                for o in order:
+                    expr = o.this if isinstance(o, exp.Ordered) else o
+                    if not isinstance(expr, exp.Column):
+                        raise self.unsupported("ORDER BY an expression in ROW_NUMBER()", window)
+                    desc = isinstance(o, exp.Ordered) and bool(o.args.get("desc"))
+                    nulls = o.args.get("nulls_first") if isinstance(o, exp.Ordered) else None
+                    spec_order.append((expr.name, desc, not desc if nulls is None else bool(nulls)))
+                step = TopN(tuple(keys), tuple(spec_order), limit, rn)
+                rel = _Rel(rel.scan, [*rel.steps, step], (*rel.columns, rn), None)
+        if hidden:
+            keep = tuple(c for c in rel.columns if c not in hidden)
+            drop = Calc(
+                f"SELECT {', '.join(_quote(c) for c in keep)} FROM {BATCH}",
+                keep,
                 "Calc",
-                f"select=[*, 1 AS {rn}]",
+                f"select=[{', '.join(keep)}]",
             )
-            rel = _Rel(rel.scan, [*rel.steps, step, number], cols, rel.rowtime)
+            rel = _Rel(rel.scan, [*rel.steps, drop], keep, rel.rowtime)
         outer = q.copy()
         outer.set("where", exp.Where(this=rest) if rest is not None else None)
         return self.calc(outer, rel)

@@ -20,6 +20,7 @@ from fluvial.stream.plan.nodes import (
     Scan,
     Source,
     Step,
+    TopN,
     WindowBuffer,
 )
 
@@ -112,6 +113,13 @@ def _step_lines(steps: tuple[Step, ...]) -> list[str]:
             lines.append(
                 f"Deduplicate(keep=[{'LastRow' if step.keep_last else 'FirstRow'}], "
                 f"key=[{', '.join(step.keys)}], order=[{step.time_col} {order}])"
+            )
+            continue
+        if isinstance(step, TopN):
+            order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d, _ in step.order)
+            lines.append(
+                f"Rank(rankType=[ROW_NUMBER], rankRange=[rankStart=1, rankEnd={step.n}], "
+                f"partitionBy=[{', '.join(step.keys)}], orderBy=[{order}])"
             )
             continue
         if isinstance(step, WindowBuffer):

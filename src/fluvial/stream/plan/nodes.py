@@ -35,6 +35,7 @@ __all__ = [
     "SinkNode",
     "Source",
     "Step",
+    "TopN",
     "Union",
     "WindowAgg",
     "WindowBuffer",
@@ -157,6 +158,17 @@ class Dedup:
 
 
 @dataclass(frozen=True)
+class TopN:
+    """The first *n* rows per key by ``order`` ((column, descending, nulls first)…), with
+    their rank in ``rank_col``: updating (a rank's row changes as rows arrive)."""
+
+    keys: tuple[str, ...]
+    order: tuple[tuple[str, bool, bool], ...]
+    n: int
+    rank_col: str
+
+
+@dataclass(frozen=True)
 class WindowBuffer:
     """Hold a window TVF's rows (with their window columns) until their window fires."""
 
@@ -168,7 +180,7 @@ class WindowBuffer:
 
 #: steps with a ``pre`` and a ``post`` query around a stateful aggregate
 Aggregate = WindowAgg | GroupAgg
-Step = Calc | WindowAgg | GroupAgg | Dedup | WindowBuffer | PyStep | PyWindow
+Step = Calc | WindowAgg | GroupAgg | Dedup | TopN | WindowBuffer | PyStep | PyWindow
 
 
 def map_chains(source: Source, fn: Callable[[Chain], Chain]) -> Source:
@@ -186,7 +198,7 @@ def map_chains(source: Source, fn: Callable[[Chain], Chain]) -> Source:
 
 def is_updating(step: object) -> bool:
     """Whether *step* emits updates (a changelog) rather than appends only."""
-    if isinstance(step, GroupAgg | Dedup):
+    if isinstance(step, GroupAgg | Dedup | TopN):
         return True
     return isinstance(step, WindowAgg) and step.allowed_lateness_ms > 0
 
