@@ -51,7 +51,6 @@ UPDATING = {"q4", "q9", "q15", "q16", "q17", "q18", "q19"}
 MAY_BE_EMPTY = {"q12"}
 #: what each query Fluvial cannot plan yet is waiting for
 NOT_YET: dict[str, tuple[type[SqlError], str]] = {
-    "q4": (UnsupportedSqlError, "GROUP BY over an updating input (retracting aggregates)"),
     "q5": (UnsupportedSqlError, "a join of an updating input"),
     "q10": (UnsupportedSqlError, "a partitioned filesystem sink"),
     "q12": (UnsupportedSqlError, "PROCTIME() and processing-time windows"),

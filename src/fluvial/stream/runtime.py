@@ -202,7 +202,7 @@ def _make_op(step: Step) -> Any:
             allowed_lateness_ms=step.allowed_lateness_ms,
         )
     if isinstance(step, GroupAgg):
-        return GroupAggregate(step.keys, step.aggs, ttl_ms=step.ttl_ms)
+        return GroupAggregate(step.keys, step.aggs, ttl_ms=step.ttl_ms, retract=step.retract)
     if isinstance(step, Dedup):
         return Deduplicate(step.keys, step.time_col, keep_last=step.keep_last)
     if isinstance(step, WindowBuffer):

@@ -27,11 +27,12 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from fluvial.errors import PipelineError
-from fluvial.stream.ops.keyed import INSERT, UPDATE_AFTER, UPDATE_BEFORE, changelog
+from fluvial.stream.ops.keyed import DELETE, INSERT, OP, UPDATE_AFTER, UPDATE_BEFORE, changelog
 from fluvial.stream.ops.partials import Partials
 from fluvial.stream.ops.spec import AggSpec
 
@@ -53,9 +54,12 @@ class GroupAggregate:
         aggs: Sequence[AggSpec],
         *,
         ttl_ms: int = 0,
+        retract: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = tuple(keys)
+        #: the input is a changelog (``_op``): retractions subtract (COUNT, SUM, AVG only)
+        self.retract = retract
         self.aggs = tuple(aggs)
         self.ttl_ms = int(ttl_ms)
         self.late_rows = 0
@@ -76,7 +80,9 @@ class GroupAggregate:
         bound = pa.schema([schema.field(c) for c in self._inputs])
         if self._schema is None:
             self._schema = bound
-            self._partials = Partials(self.aggs, {f.name: f.type for f in bound})
+            self._partials = Partials(
+                self.aggs, {f.name: f.type for f in bound}, signed=self.retract
+            )
         elif not bound.equals(self._schema):
             raise PipelineError(
                 f"GROUP BY input changed type: expected {self._schema}, found {bound}"
@@ -96,6 +102,12 @@ class GroupAggregate:
             frame = pl.DataFrame({"__n": pl.Series([0] * table.num_rows, dtype=pl.Int8)})
         if not self.keys:
             frame = frame.with_columns(pl.lit(0, pl.Int8).alias(_KEY))
+        if self.retract:
+            ops = table.column(OP).to_numpy() if OP in table.column_names else None
+            sign = np.ones(table.num_rows, dtype=np.int64)
+            if ops is not None:
+                sign[(ops == UPDATE_BEFORE) | (ops == DELETE)] = -1
+            frame = frame.with_columns(pl.Series("__sign", sign))
         self._pending.append(frame.group_by(self._group).agg(partials.batch))
         return 0
 
@@ -132,16 +144,24 @@ class GroupAggregate:
             )
         else:
             merged, rest = batch, None
+        gone = pl.DataFrame()
+        if self.retract:  # a group whose rows were all retracted is deleted
+            gone = merged.filter(pl.col("__rows") <= 0).select(self._group)
+            merged = merged.filter(pl.col("__rows") > 0)
         merged = merged.with_columns(pl.lit(now, pl.Int64).alias("__t"))
         self._state = merged if rest is None else pl.concat([rest, merged], how="vertical_relaxed")
         new = merged.drop("__t")
         before, after = self._final(old), self._final(new)
+        deleted: list[tuple[pl.DataFrame, int]] = []
+        if gone.height and before.height:
+            deleted = [(before.join(gone, on=self._group, how="semi", nulls_equal=True), DELETE)]
         if old.height:
             fresh = after.join(
                 before.select(self._group), on=self._group, how="anti", nulls_equal=True
             )
             changed = self._changed(before, after)
             parts = [
+                *deleted,
                 (before.join(changed, on=self._group, how="semi", nulls_equal=True), UPDATE_BEFORE),
                 (after.join(changed, on=self._group, how="semi", nulls_equal=True), UPDATE_AFTER),
                 (fresh, INSERT),

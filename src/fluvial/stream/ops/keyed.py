@@ -23,6 +23,7 @@ from fluvial.stream.ops.partials import Partials
 from fluvial.stream.ops.spec import AggSpec, WindowSpec
 
 __all__ = [
+    "DELETE",
     "INSERT",
     "OP",
     "ROW_ID",

@@ -36,8 +36,17 @@ __all__ = ["Partials"]
 class Partials:
     """The partial-state expressions for a list of aggregates over known argument types."""
 
-    def __init__(self, aggs: Sequence[AggSpec], arg_types: Mapping[str, pa.DataType]) -> None:
+    def __init__(
+        self,
+        aggs: Sequence[AggSpec],
+        arg_types: Mapping[str, pa.DataType],
+        *,
+        signed: bool = False,
+    ) -> None:
         self.aggs = tuple(aggs)
+        #: over a changelog: each row carries ``__sign`` (+1 added, -1 retracted), and a
+        #: ``__rows`` partial counts a group's live rows (0: the group is gone)
+        self.signed = signed
         self.batch: list[pl.Expr] = []
         self.merge: list[pl.Expr] = []
         self.final: list[pl.Expr] = []
@@ -48,13 +57,24 @@ class Partials:
             raise PipelineError(f"aggregate names must be unique; found {names}")
         for i, agg in enumerate(self.aggs):
             self._add(i, agg, arg_types)
+        if signed:
+            self._part("__rows", pl.col("__sign").sum().cast(pl.Int64), "sum")
 
     # -- construction -------------------------------------------------------------------------
 
     def _add(self, i: int, agg: AggSpec, arg_types: Mapping[str, pa.DataType]) -> None:
         p = f"__p{i}"
+        sign = pl.col("__sign") if self.signed else None
+        if self.signed and agg.func not in ("count_star", "count", "sum", "avg"):
+            raise UnsupportedSqlError(
+                f"{agg.func.upper().replace('_', ' ')} over an updating input is not supported "
+                "yet (only COUNT, SUM and AVG retract)"
+            )
         if agg.func == "count_star":
-            if agg.filter is None:
+            if sign is not None:
+                rows = sign if agg.filter is None else _is_true(agg.filter).cast(pl.Int64) * sign
+                self._part(f"{p}c", rows.sum().cast(pl.Int64), "sum")
+            elif agg.filter is None:
                 self._part(f"{p}c", pl.len().cast(pl.Int64), "sum")
             else:
                 self._part(f"{p}c", _is_true(agg.filter).sum().cast(pl.Int64), "sum")
@@ -73,7 +93,11 @@ class Partials:
         if agg.filter is not None:
             value = pl.when(_is_true(agg.filter)).then(value)
         if agg.func == "count":
-            self._part(f"{p}c", value.count().cast(pl.Int64), "sum")
+            if sign is not None:
+                counted = (value.is_not_null().cast(pl.Int64) * sign).sum()
+                self._part(f"{p}c", counted.cast(pl.Int64), "sum")
+            else:
+                self._part(f"{p}c", value.count().cast(pl.Int64), "sum")
             self.final.append(pl.col(f"{p}c").alias(agg.name))
             self.output_types[agg.name] = pa.int64()
         elif agg.func == "count_distinct":
@@ -103,8 +127,13 @@ class Partials:
             raise PipelineError(
                 f"{what}({agg.arg}) needs a numeric argument; found type {arg_type}"
             )
-        self._part(f"{p}s", acc.sum(), "sum")
-        self._part(f"{p}n", value.count().cast(pl.Int64), "sum")
+        if self.signed:
+            sign = pl.col("__sign")
+            self._part(f"{p}s", (acc * sign).sum(), "sum")
+            self._part(f"{p}n", (value.is_not_null().cast(pl.Int64) * sign).sum(), "sum")
+        else:
+            self._part(f"{p}s", acc.sum(), "sum")
+            self._part(f"{p}n", value.count().cast(pl.Int64), "sum")
         total, n = pl.col(f"{p}s"), pl.col(f"{p}n")
         if agg.func == "sum":
             result = total

@@ -1143,9 +1143,9 @@ class _Planner:
         """A window aggregation, or with *spec* None an unbounded GROUP BY (updating)."""
         group = q.args.get("group")
         group_exprs = list(group.expressions) if group is not None else []
-        if any(is_updating(st) for st in rel.steps):
-            what = "a window aggregation" if spec is not None else "GROUP BY"
-            raise self.unsupported(f"{what} over an updating input", q)
+        retract = any(is_updating(st) for st in rel.steps)
+        if retract and spec is not None:
+            raise self.unsupported("a window aggregation over an updating input", q)
         where = q.args.get("where")
         having = q.args.get("having")
         base_cols = tuple(c for c in rel.columns if c not in WINDOW_COLUMNS or legacy)
@@ -1279,6 +1279,15 @@ class _Planner:
         post_sql = select_sql(rewritten, names, having_rw)
         post_calc = Calc(post_sql, tuple(names), "Calc", _flink_detail(rewritten, having_rw, names))
         if spec is None or time_col is None:
+            if retract:
+                for a in aggs:
+                    if a.func not in ("count_star", "count", "sum", "avg"):
+                        func = a.func.upper().replace("_STAR", "(*)").replace("_", " ")
+                        raise self.unsupported(
+                            f"{func} in a GROUP BY over an updating input (only COUNT, SUM "
+                            "and AVG retract)",
+                            q,
+                        )
             ttl = self.settings.get(STATE_TTL_KEY)
             node = GroupAgg(
                 tuple(k for k, _ in keys),
@@ -1286,6 +1295,7 @@ class _Planner:
                 pre_calc,
                 post_calc,
                 parse_duration_ms(ttl) if ttl else 0,
+                retract,
             )
             return _Rel(rel.scan, [*rel.steps, node], tuple(names), None)
         first = not any(isinstance(st, WindowAgg) for st in rel.steps)

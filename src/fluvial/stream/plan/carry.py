@@ -72,13 +72,13 @@ def _pipeline(p: Pipeline) -> Pipeline:
             steps[first] = dataclasses.replace(window, pre=_calc(window.pre, hidden))
     if p.updating:
         k = next(i for i, s in enumerate(steps) if is_updating(s))
-        agg = steps[k]
-        if isinstance(agg, WindowAgg | GroupAgg):
-            steps[k] = dataclasses.replace(agg, post=_calc(agg.post, (OP,)))
-        for i in range(k + 1, len(steps)):
+        for i in range(k, len(steps)):
             step = steps[i]
             if isinstance(step, Calc):
                 steps[i] = _calc(step, (OP,))
+            elif isinstance(step, WindowAgg | GroupAgg):
+                pre = _calc(step.pre, (OP,)) if i > k else step.pre  # a retracting GROUP BY
+                steps[i] = dataclasses.replace(step, pre=pre, post=_calc(step.post, (OP,)))
     return dataclasses.replace(p, steps=tuple(steps), carry=tuple(hidden))
 
 

@@ -142,6 +142,8 @@ class GroupAgg:
     pre: Calc
     post: Calc
     ttl_ms: int = 0
+    #: the input is itself updating: retractions subtract (COUNT, SUM, AVG)
+    retract: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
