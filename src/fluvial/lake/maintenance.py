@@ -522,6 +522,19 @@ def referenced_files(table: Table) -> set[str]:
     return {_norm(p) for p in paths}
 
 
+def _filesystem(table: Table, location: str) -> tuple[Any, str]:
+    """The pyarrow filesystem and root path of *location*, configured as the table's
+    FileIO is (an ``s3://`` warehouse's endpoint, region and credentials)."""
+    from pyarrow import fs as pafs
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    io = table.io
+    if isinstance(io, PyArrowFileIO):
+        scheme, netloc, path = io.parse_location(location)
+        return io.fs_by_scheme(scheme, netloc), path
+    return pafs.FileSystem.from_uri(location)
+
+
 def remove_orphans(
     table: Table, *, older_than: timedelta = timedelta(days=3), dry_run: bool = False
 ) -> list[str]:
@@ -535,7 +548,7 @@ def remove_orphans(
 
     table.refresh()
     location = table.location()
-    filesystem, root = pafs.FileSystem.from_uri(location)
+    filesystem, root = _filesystem(table, location)
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     except FileNotFoundError:

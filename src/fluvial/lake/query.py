@@ -73,6 +73,9 @@ def _s3_secret(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if key and secret:
         parts += [f"KEY_ID {_literal(key)}", f"SECRET {_literal(secret)}"]
+        token = os.environ.get("AWS_SESSION_TOKEN")
+        if token:  # temporary credentials (an assumed role, SSO)
+            parts.append(f"SESSION_TOKEN {_literal(token)}")
     region = props.get("s3.region") or os.environ.get("AWS_REGION")
     if region:
         parts.append(f"REGION {_literal(region)}")

@@ -181,11 +181,13 @@ def append(
     *,
     properties: dict[str, str] | None = None,
     exclusive: bool = False,
+    table_properties: dict[str, str] | None = None,
 ) -> AppendResult:
     """Append *data* to *table* in one commit, evolving its schema first if needed.
 
     *properties* go into the snapshot summary (e.g. the log offsets the rows came from).
-    An empty *data* still commits a snapshot carrying *properties*.
+    An empty *data* still commits a snapshot carrying *properties*. *table_properties*
+    are set on the table in the same commit (state that must outlive snapshot expiry).
 
     By default a commit that loses a race with another writer is retried on top of the
     other's snapshot (pyiceberg's ``commit.retry.*``). With *exclusive*, it fails
@@ -202,6 +204,8 @@ def append(
     with table.transaction() as tx:
         changes = evolve(tx, data.schema)
         files = _write(tx, table, data, props)
+        if table_properties:
+            tx.set_properties(table_properties)
         if exclusive:
             # pyiceberg retries by re-running the registered snapshot producers on top of
             # the winner's snapshot; with none registered the first conflict is raised

@@ -131,5 +131,6 @@ CONNECTORS: dict[str, dict[str, str]] = {
         "print": "fluvial.stream.connectors.printing:PrintSink",
         "blackhole": "fluvial.stream.connectors.blackhole:BlackholeSink",
         "store": "fluvial.stream.connectors.store:StoreSink",
+        "lake": "fluvial.stream.connectors.lake:LakeSink",
     },
 }

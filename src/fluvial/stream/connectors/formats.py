@@ -112,7 +112,12 @@ def parse_timestamps(
 
 
 def format_timestamps(array: Any, standard: str) -> Any:
-    """Timestamps (anywhere in *array*) as text in *standard*, milliseconds, ``Z`` for LTZ."""
+    """Timestamps (anywhere in *array*) as text in *standard*, milliseconds without
+    trailing zeros (as Flink writes them), ``Z`` for LTZ.
+
+    >>> format_timestamps(pa.array([1_700_000_000_280, 1_700_000_000_000], pa.timestamp("ms")), "sql").to_pylist()
+    ['2023-11-14 22:13:20.28', '2023-11-14 22:13:20']
+    """
     t = array.type
     if not _has_timestamp(t):
         return array
@@ -132,7 +137,10 @@ def format_timestamps(array: Any, standard: str) -> Any:
     sep = "T" if standard == "iso-8601" else " "
     # %S prints the fraction of the array's unit: use milliseconds, Flink's TIMESTAMP(3)
     ms = array.cast(pa.timestamp("ms", tz=t.tz), safe=False)
-    return pc.strftime(ms, format=f"%Y-%m-%d{sep}%H:%M:%S" + ("Z" if t.tz else ""))
+    text = pc.strftime(ms, format=f"%Y-%m-%d{sep}%H:%M:%S" + ("Z" if t.tz else ""))
+    # Flink prints the fraction without trailing zeros (``…:20.28``, ``…:20``)
+    text = pc.replace_substring_regex(text, pattern=r"(\.\d*[1-9])0+(Z?)$", replacement=r"\1\2")
+    return pc.replace_substring_regex(text, pattern=r"\.0+(Z?)$", replacement=r"\1")
 
 
 def _duck_type(t: pa.DataType) -> str:

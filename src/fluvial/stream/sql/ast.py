@@ -105,6 +105,8 @@ class CreateTable:
     temporary: bool = False
     if_not_exists: bool = False
     position: Position | None = None
+    #: ``PARTITIONED BY (a, b)``: a filesystem sink writes ``a=…/b=…/`` folders
+    partition_by: tuple[str, ...] = ()
 
     @property
     def physical(self) -> tuple[ColumnDef, ...]:

@@ -503,8 +503,20 @@ def _create_table(c: _Cursor, temporary: bool, pos: Position) -> CreateTable:
     options: dict[str, str] = {}
     if c.accept("COMMENT"):
         c.string("a comment string")
-    if c.peek("PARTITIONED", "BY") or c.peek("PARTITIONED"):
-        raise src.error("PARTITIONED BY is not supported", c.cur, UnsupportedSqlError)
+    partition_by: list[str] = []
+    if c.accept("PARTITIONED", "BY") or c.accept("PARTITIONED"):
+        c.accept("BY")
+        c.expect("(")
+        while True:
+            partition_by.append(c.name("a partition column"))
+            if c.accept(","):
+                continue
+            c.expect(")")
+            break
+        known = [col.name for col in columns]
+        for p in partition_by:
+            if p not in known:
+                raise src.error(f"PARTITIONED BY unknown column '{p}'", c.cur)
     if c.accept("WITH"):
         c.expect("(")
         while not c.accept(")"):
@@ -525,7 +537,15 @@ def _create_table(c: _Cursor, temporary: bool, pos: Position) -> CreateTable:
             f"watermark column '{watermark.column}' is not a column of {name}", c.tokens[0]
         )
     return CreateTable(
-        name, tuple(columns), options, watermark, primary_key, temporary, if_not_exists, pos
+        name,
+        tuple(columns),
+        options,
+        watermark,
+        primary_key,
+        temporary,
+        if_not_exists,
+        pos,
+        tuple(partition_by),
     )
 
 
