@@ -23,6 +23,8 @@ from typing import Any
 from fluvial.errors import ConfigError, did_you_mean
 
 __all__ = [
+    "AlertsSettings",
+    "ApiSettings",
     "BatchSettings",
     "CollectorSettings",
     "FlinkSettings",
@@ -35,6 +37,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "StreamSettings",
+    "UpSettings",
     "load_settings",
     "render_default_toml",
 ]
@@ -215,6 +218,10 @@ class BatchSettings:
         60.0, "how long a run waits for a model that another run is building"
     )
     spark_master: str = _f("", "--engine spark: the Spark master URL (empty = local[*])")
+    schedule: str = _f(
+        "",
+        "when fluvial up runs the models: cron expressions separated by ';', each optionally followed by a selection, e.g. '0 * * * *' or '*/15 * * * * tag:hourly; 0 2 * * *' (empty = never)",
+    )
 
 
 @dataclass(frozen=True)
@@ -227,6 +234,59 @@ class LineageSettings:
     url: str = _f("", "http: the receiver's base URL; events are POSTed to <url>/api/v1/lineage")
     namespace: str = _f(
         "", "the OpenLineage namespace of jobs and datasets (empty = the project name)"
+    )
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API under /api (what the dashboard and the SQL explorer read)."""
+
+    live_tables: str = _f(
+        "page_views_per_minute,active_users,sessions,suspicious_logins,abandoned_carts",
+        "store tables /api/metrics/live shows, comma-separated (those that exist)",
+    )
+    live_rows: int = _f(20, "newest rows (by key) /api/metrics/live returns per table")
+    sql_max_rows: int = _f(10_000, "POST /api/sql: the largest row limit a query may ask for")
+    sql_timeout_seconds: float = _f(30.0, "POST /api/sql: interrupt a query after this long")
+    events_interval_seconds: float = _f(
+        1.0, "GET /api/events: seconds between two pushes of live metrics and pipeline status"
+    )
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    """Alerts on stream results and pipeline metrics (our CloudWatch alarms)."""
+
+    rules_file: str = _f("alerts.toml", "the rules file ([[rule]] tables), relative to the project")
+    interval_seconds: float = _f(15.0, "how often the evaluator checks every rule")
+    webhook_timeout_seconds: float = _f(5.0, "webhook channel: give up on a POST after this")
+    smtp_host: str = _f("127.0.0.1", "email channel: the SMTP server")
+    smtp_port: int = _f(25, "email channel: the SMTP port")
+    smtp_from: str = _f("fluvial@localhost", "email channel: the sender address")
+    smtp_user: str = _f("", "email channel: login user (empty = no login)")
+    smtp_password: str = _f("", "email channel: login password")
+    smtp_starttls: bool = _f(False, "email channel: upgrade the connection with STARTTLS")
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    """fluvial up: the supervisor of the platform's worker processes."""
+
+    grace_seconds: float = _f(
+        15.0, "on shutdown, how long workers may take to stop before they are killed"
+    )
+    restart_backoff_seconds: float = _f(
+        1.0, "wait before restarting a crashed worker; doubled for each further crash"
+    )
+    restart_backoff_max_seconds: float = _f(60.0, "the longest wait before a restart")
+    crash_loop_restarts: int = _f(
+        5, "give up on a worker that crashed more often than this within the window below"
+    )
+    crash_loop_window_seconds: float = _f(300.0, "the window of the crash-loop limit")
+    archive: bool = _f(True, "run the lake archiver (fluvial lake archive) as a worker")
+    maintenance_schedule: str = _f(
+        "30 3 * * *",
+        "cron expression for lake maintenance (compaction, snapshot expiry, retention, orphans; empty = never)",
     )
 
 
@@ -245,6 +305,9 @@ class Settings:
     flink: FlinkSettings = field(default_factory=FlinkSettings)
     lineage: LineageSettings = field(default_factory=LineageSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    up: UpSettings = field(default_factory=UpSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
 
 def _sections() -> dict[str, type]:

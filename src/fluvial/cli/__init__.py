@@ -13,6 +13,7 @@ import typer
 from typer._click.exceptions import ClickException  # Typer vendors its own Click
 
 from fluvial.cli import (
+    alerts,
     batch,
     collect,
     demo,
@@ -65,6 +66,7 @@ app.add_typer(lake.app, name="lake")
 app.add_typer(store.app, name="store")
 app.add_typer(quality.app, name="quality")
 app.add_typer(batch.app, name="batch")
+app.add_typer(alerts.app, name="alerts")
 sql.register(app)
 lineage.register(app)
 
