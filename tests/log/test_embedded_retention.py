@@ -86,3 +86,26 @@ def test_retention_zero_keeps_everything(tmp_path: Path) -> None:
             log.append("t", rows(25, start=i * 25))
         assert log.apply_retention() == 0
         assert segment_name(0) in segments(tmp_path)
+
+
+def test_retention_borrows_the_writer_lock_only_while_it_runs(tmp_path: Path) -> None:
+    """A process that only applies retention (the collector) must not lock a topic that
+    another process (a pipeline's topic sink) writes."""
+    import subprocess
+    import sys
+
+    with EmbeddedLog(tmp_path, fsync="never", segment_bytes=4096) as log:
+        log.create_topic("t", 1)
+    script = (
+        "import sys, pyarrow as pa\n"
+        "from fluvial.log.embedded import EmbeddedLog\n"
+        "with EmbeddedLog(sys.argv[1], fsync='never') as log:\n"
+        "    log.append('t', pa.table({'seq': pa.array([1], pa.int64()), 'pad': ['x']}))\n"
+    )
+    with EmbeddedLog(tmp_path, fsync="never") as housekeeper:
+        housekeeper.apply_retention()  # this process opened the topic for retention only
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr  # another process can still write it
+        assert housekeeper.read("t", 0, 0, 100).num_rows == 1

@@ -432,3 +432,23 @@ def test_same_pipeline_file_same_rows_as_flink(
     assert not only_flink and not only_fluvial, (
         f"{name}: only on Flink {list(only_flink)[:3]}; only on Fluvial {list(only_fluvial)[:3]}"
     )
+
+
+@pytest.mark.parametrize("define", ["B AS B.x > A.x", "B AS x > 0"], ids=["slow", "vectorized"])
+def test_partial_matches_carry_across_batches(define: str) -> None:
+    """A match that starts in one batch and ends in a later one (the kept tail joins the
+    next rows: their timestamps must agree)."""
+    spec = parse(
+        "PARTITION BY k ORDER BY ts MEASURES FIRST(A.x) AS a, LAST(C.x) AS c "
+        f"PATTERN (A B+? C) WITHIN INTERVAL '1' MINUTE DEFINE A AS x = 1, {define}, C AS x < 0"
+    )
+    batches = [[("a", 10, 1), ("a", 20, 2)], [("a", 30, 3)], [("a", 40, -1), ("a", 50, 1)]]
+    op = MatchRecognizeOperator(spec)
+    out: list[dict[str, Any]] = []
+    for batch in batches:  # TIMESTAMP_LTZ(3) rows, as the clickstream events have
+        t = table(batch)
+        t = t.set_column(1, "ts", t["ts"].cast(pa.timestamp("ms", tz="UTC")))
+        op.process(t, None)
+        out += op.advance(max(r[1] for r in batch)).to_pylist()
+    out += op.flush().to_pylist()
+    assert out == [{"k": "a", "a": 1, "c": -1}]

@@ -29,6 +29,7 @@ from fluvial.cli import (
     store,
     stream,
 )
+from fluvial.cli import up as up_cli
 from fluvial.cli._common import err_console
 from fluvial.errors import FluvialError, UsageError
 
@@ -69,6 +70,7 @@ app.add_typer(batch.app, name="batch")
 app.add_typer(alerts.app, name="alerts")
 sql.register(app)
 lineage.register(app)
+up_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

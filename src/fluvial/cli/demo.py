@@ -1,27 +1,54 @@
-"""``fluvial demo``: the platform end to end on embedded defaults (what ``make demo`` runs).
+"""``fluvial demo``: the whole platform on embedded defaults (what ``make demo`` runs).
 
-Today that is the ingestion layer: a project, a write key, a real collector on loopback,
-a simulated shop's clickstream posted to it (with late, duplicate and malformed events),
-and a look at what landed in the event log — queried with DuckDB straight from Arrow.
+It writes the clickstream example project (``fluvial init --example clickstream``: stream
+pipelines, batch models, quality rules), issues a write key, starts everything as
+``fluvial up`` does (web server, every pipeline, the archiver, the schedules, the alert
+evaluator — each a supervised subprocess), drives the clickstream generator against the
+collector over HTTP at a steady rate, and prints the dashboard URL.
+
+With ``--exit`` it runs to completion instead of until Ctrl-C: once the pipelines and the
+archiver have caught up, it builds the batch models (with their quality rules), runs the
+reconciliation when available, stops every worker gracefully, and prints a summary —
+events accepted and failed, what the pipelines read and wrote, the tables built, the
+quality checks — and ``--json`` prints it for machines.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fluvial.cli._common import JsonOpt, console, print_json, print_rows
+from fluvial.cli._common import JsonOpt, console, err_console, print_json, print_rows
 from fluvial.errors import FluvialError
 from fluvial.project import Project
 
 __all__ = ["register", "run_demo"]
+
+EXAMPLE = "clickstream"
+#: the demo's workers commit to the lake within seconds (the default buffers a minute)
+DEMO_ENV = {"FLUVIAL_LAKE__BUFFER_SECONDS": "2"}
+CATCH_UP_SECONDS = 90.0
+
+SUMMARY_SQL = {
+    "events by type": """
+        SELECT event_type, count(*) AS events, count(DISTINCT anonymous_id) AS devices,
+               count(DISTINCT user_id) AS users
+        FROM events GROUP BY event_type ORDER BY events DESC""",
+    "failed events by reason": """
+        SELECT reason, count(*) AS events, any_value(error) AS example
+        FROM events_failed GROUP BY reason ORDER BY events DESC""",
+}
 
 
 def _free_port(host: str) -> int:
@@ -30,110 +57,194 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-class _Collector:
-    """A collector served by uvicorn in a background thread (stopped like on SIGTERM)."""
+def create_example(root: Path, *, reset: bool) -> Project:
+    """The clickstream example project in *root* (its data removed first with *reset*)."""
+    if "example" in inspect.signature(Project.init).parameters:
+        project = Project.init(root, exist_ok=True, example=EXAMPLE)
+    else:  # before `fluvial init --example`: the packaged pipelines
+        from fluvial.examples import example_pipelines
 
-    def __init__(self, project: Project, host: str, port: int) -> None:
-        import uvicorn
-
-        from fluvial.collector.app import create_app
-        from fluvial.collector.server import uvicorn_config
-
-        self.url = f"http://{host}:{port}"
-        self.log = project.open_log()
-        app = create_app(project, log=self.log)
-        self.server = uvicorn.Server(uvicorn_config(app, host, port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, name="collector", daemon=True)
-
-    def __enter__(self) -> _Collector:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise FluvialError(f"the demo collector did not start on {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True  # drains requests in flight, then the ingest workers
-        self.thread.join(timeout=60)
-        self.log.close()
+        project = Project.init(root, exist_ok=True)
+        for name, text in example_pipelines(EXAMPLE).items():
+            if not (project.root / "pipelines" / name).exists():
+                (project.root / "pipelines" / name).write_text(text, encoding="utf-8")
+    data = project.root / project.settings.project.data_dir
+    if reset and data.exists():
+        shutil.rmtree(data)
+    for name in ("out",):  # file sinks of the example pipelines write under data/out
+        (data / name).mkdir(parents=True, exist_ok=True)
+    return project
 
 
-SUMMARY_SQL = {
-    "events by type": """
-        SELECT event_type, count(*) AS events, count(DISTINCT anonymous_id) AS devices,
-               count(DISTINCT user_id) AS users
-        FROM events GROUP BY event_type ORDER BY events DESC""",
-    "top pages": """
-        SELECT regexp_replace(page.url, '\\?.*$', '') AS page, count(*) AS views
-        FROM events WHERE event_type = 'page_view' GROUP BY page ORDER BY views DESC LIMIT 5""",
-    "failed events by reason": """
-        SELECT reason, count(*) AS events, any_value(error) AS example
-        FROM events_failed GROUP BY reason ORDER BY events DESC""",
-    "events per day": """
-        SELECT CAST(event_time AS DATE) AS day, count(*) AS events,
-               count(*) FILTER (WHERE list_contains(flags, 'future_time')) AS future_flagged
-        FROM events GROUP BY day ORDER BY day""",
-}
+def _wait_healthy(url: str, stop: threading.Event, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if httpx.get(url + "/healthz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        stop.wait(0.2)
+    if not stop.is_set():
+        raise FluvialError(f"the web server did not answer on {url}/healthz in {timeout:g} s")
 
 
-DEMO_PIPELINE = "page_views_per_minute.sql"
+def _log_counts(project: Project) -> dict[str, int]:
+    with project.open_log() as log:
+        return {t.name: t.records for t in log.list_topics()}
 
 
-def _run_stream_pipeline(project: Project, *, quiet: bool) -> dict[str, Any]:
-    """Write the example pipelines into the project and run one over the events topic."""
+def _pipelines(project: Project) -> list[dict[str, Any]]:
+    from fluvial.stream.status import job_status, list_jobs
+
+    stream_dir = project.data_dir / "stream"
+    return [row for job in list_jobs(stream_dir) for row in job_status(stream_dir / job)]
+
+
+def _lake_counts(project: Project) -> dict[str, int]:
+    from fluvial.lake.catalog import open_lake
+
+    counts: dict[str, int] = {}
+    with open_lake(project) as lake:
+        for name in lake.tables():
+            snap = lake.table(name).current_snapshot()
+            summary = snap.summary if snap is not None else None
+            counts[name] = int((summary and summary["total-records"]) or 0)
+    return counts
+
+
+def _caught_up(project: Project, stop: threading.Event, say: Callable[[str], None]) -> bool:
+    """Wait until every pipeline has read the events topic and the archiver has committed
+    both topics to the lake (or a pipeline stays idle: it reads less than everything)."""
+    names = project.settings.log
+    want = _log_counts(project)
+    events = want.get(names.events_topic, 0)
+    archive = {
+        "raw.events": events,
+        "raw.events_failed": want.get(names.failed_topic, 0),
+    }
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    seen: dict[tuple[str, str], tuple[int, float]] = {}
+    while time.monotonic() < deadline and not stop.is_set():
+        now = time.monotonic()
+        pending = []
+        for row in _pipelines(project):
+            key = (row["job"], row["pipeline"])
+            rows_in = int(row["rows_in"] or 0)
+            last, since = seen.get(key, (-1, now))
+            if rows_in != last:
+                seen[key] = (rows_in, now)
+                since = now
+            if rows_in < events and not (rows_in > 0 and now - since > 5.0):
+                pending.append(row["job"])
+        lake = _lake_counts(project) if project.settings.up.archive else archive
+        behind = [t for t, n in archive.items() if lake.get(t, 0) < n]
+        if not pending and not behind:
+            return True
+        stop.wait(0.5)
+    say("warning: the pipelines or the archiver did not catch up in time")
+    return False
+
+
+def _run_batch(project: Project) -> dict[str, Any] | None:
+    """``fluvial batch run --json`` as a subprocess (its models and quality rules)."""
+    from fluvial.batch import discover
+
+    if not discover(project.root / project.settings.batch.models_dir):
+        return None
+    try:
+        from fluvial.examples.clickstream import load_catalogue
+
+        load_catalogue(project)  # the product catalogue feed that dim_products reads
+    except (ImportError, FluvialError):
+        pass
+    done = subprocess.run(
+        [sys.executable, "-m", "fluvial", "batch", "run", "--json", "--project", str(project.root)],
+        capture_output=True,
+        text=True,
+        cwd=project.root,
+        check=False,
+    )
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        return {"status": "failed", "error": (done.stderr or done.stdout).strip()[-2000:]}
+    return result
+
+
+def _quality(project: Project) -> list[dict[str, Any]]:
+    from fluvial.quality.history import open_history
+
+    return open_history(project).latest()
+
+
+def _reconcile(project: Project) -> Any:
+    """The Lambda reconciliation (batch view against speed view), when it is installed."""
+    import importlib
+
+    try:
+        module = importlib.import_module("fluvial.serve.reconcile")
+    except ImportError:
+        return None
+    call = getattr(module, "reconcile", None)
+    if call is None:
+        return None
+    try:
+        result = call(project)
+    except FluvialError as exc:
+        return {"error": str(exc)}
+    for name in ("as_dict", "to_dict"):
+        if hasattr(result, name):
+            return getattr(result, name)()
+    return result
+
+
+def _queries(project: Project) -> dict[str, list[dict[str, Any]]]:
     import duckdb
 
-    from fluvial.examples import example_pipelines
-    from fluvial.stream.job import load_job
-    from fluvial.stream.runtime import run_job
-
-    folder = project.root / "pipelines"
-    for name, text in example_pipelines("clickstream").items():
-        if not (folder / name).exists():
-            (folder / name).write_text(text, encoding="utf-8")
-    job = load_job(folder / DEMO_PIPELINE, defaults=project.settings.stream.flink_options())
-    result = run_job(job, project=project, until_idle=True)
-    stats = result.pipelines[0]
-    out = project.root / job.pipelines[0].sink.table.options["path"]
-    busiest = []
-    if any(out.glob("*.parquet")):
-        cursor = duckdb.connect().execute(
-            f"""SELECT strftime(window_start, '%Y-%m-%d %H:%M') AS minute, url, views, visitors
-                FROM read_parquet('{out}/*.parquet') ORDER BY views DESC, minute, url LIMIT 5"""
-        )
-        names = [d[0] for d in cursor.description]
-        busiest = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    if not quiet:
-        console.print(
-            f"stream pipeline {DEMO_PIPELINE}: {stats.rows_in:,} events in, "
-            f"{stats.rows_out:,} page-minute rows out, {stats.late_rows:,} late"
-        )
-    return {
-        "pipeline": DEMO_PIPELINE,
-        "rows_in": stats.rows_in,
-        "rows_out": stats.rows_out,
-        "late_rows": stats.late_rows,
-        "busiest_minutes": busiest,
-    }
+    names = project.settings.log
+    results: dict[str, list[dict[str, Any]]] = {}
+    with project.open_log() as log:
+        db = duckdb.connect()
+        db.register("events", log.snapshot(names.events_topic))
+        db.register("events_failed", log.snapshot(names.failed_topic))
+        for title, sql in SUMMARY_SQL.items():
+            cursor = db.execute(sql)
+            cols = [d[0] for d in cursor.description]
+            results[title] = [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
+    return results
 
 
 def run_demo(
-    root: Path, *, events: int, seed: int, reset: bool, quiet: bool = False
-) -> dict[str, Any]:
-    """Run the demo in *root*; return what happened (also printed unless *quiet*)."""
-    import duckdb
-
+    root: Path,
+    *,
+    events: int,
+    rate: float,
+    seed: int = 7,
+    reset: bool = True,
+    exit_when_done: bool = False,
+    quiet: bool = False,
+    port: int | None = None,
+) -> dict[str, Any] | None:
+    """Run the demo in *root*: until Ctrl-C, or with *exit_when_done* to completion (then
+    the summary is returned, and printed unless *quiet*)."""
     from fluvial.collector.keys import KeyStore
     from fluvial.generate import ClickstreamConfig, clickstream_batches
     from fluvial.generate.sinks import post_to_collector
+    from fluvial.up import build_supervisor
 
-    project = Project.init(root, exist_ok=True)
-    if reset and (project.root / project.settings.project.data_dir).exists():
-        shutil.rmtree(project.root / project.settings.project.data_dir)
+    def say(message: str) -> None:
+        if not quiet:
+            err_console.print(message, highlight=False, markup=False)
+
+    project = create_example(root, reset=reset)
     _, secret = KeyStore.for_project(project).create("demo")
     host = "127.0.0.1"
+    port = port or _free_port(host)
+    supervisor = build_supervisor(project, host=host, port=port, env=DEMO_ENV, on_event=say)
+    url = str(supervisor.info["url"])
     config = ClickstreamConfig(
         events=events,
         seed=seed,
@@ -144,108 +255,185 @@ def run_demo(
         invalid_fraction=0.01,
         app_id="demo",
     )
-    with _Collector(project, host, _free_port(host)) as collector:
-        if not quiet:
-            console.print(
-                f"[bold]Fluvial demo[/] in {project.root}: collector on {collector.url}, "
-                f"posting {events:,} clickstream events"
-            )
-        progress = Progress(
-            TextColumn("posting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=quiet,
-        )
-        with progress:
-            task = progress.add_task("posting", total=events)
+    outcome: dict[str, Any] = {}
+    failure: list[BaseException] = []
+    stop = supervisor.stop_event
+    finished = threading.Event()
+
+    def drive() -> None:
+        try:
+            _wait_healthy(url, stop)
+            if stop.is_set():
+                return
+            if not quiet:
+                console.print(
+                    f"[bold]Fluvial demo[/] in {project.root}: dashboard [bold]{url}/[/], "
+                    f"API {url}/api/docs, metrics {url}/metrics; posting {events:,} events"
+                    + (f" at {rate:,.0f}/s" if rate > 0 else ""),
+                    highlight=False,
+                )
             delivery = post_to_collector(
-                clickstream_batches(config),
-                collector.url,
-                secret,
-                batch_size=100,
-                concurrency=4,
-                progress=lambda n: progress.advance(task, n),
+                clickstream_batches(config), url, secret, batch_size=100, concurrency=4, rate=rate
             )
-    stream = _run_stream_pipeline(project, quiet=quiet)
-    with project.open_log() as log:
-        topics: list[dict[str, Any]] = [
-            {
-                "topic": t.name,
-                "partitions": t.num_partitions,
-                "records": t.records,
-                "bytes": t.bytes,
-            }
-            for t in log.list_topics()
-        ]
-        db = duckdb.connect()
-        db.register("events", log.snapshot(project.settings.log.events_topic))
-        db.register("events_failed", log.snapshot(project.settings.log.failed_topic))
-        results = {}
-        for title, sql in SUMMARY_SQL.items():
-            cursor = db.execute(sql)
-            names = [d[0] for d in cursor.description]
-            results[title] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    summary = {
+            outcome["delivery"] = delivery
+            say(
+                f"posted {delivery.sent:,} events in {delivery.seconds:.1f} s: "
+                f"{delivery.accepted:,} accepted, {delivery.rejected:,} rejected"
+            )
+            if not exit_when_done:
+                say("the platform keeps running: Ctrl-C stops it")
+                return
+            outcome["caught_up"] = _caught_up(project, stop, say)
+            if stop.is_set():
+                return
+            say("building the batch models")
+            outcome["batch"] = _run_batch(project)
+            outcome["reconcile"] = _reconcile(project)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            if exit_when_done or failure:
+                finished.set()
+
+    driver = threading.Thread(target=drive, name="demo-driver", daemon=True)
+    supervisor.start()
+    driver.start()
+    supervisor.run(until=finished.is_set)
+    driver.join(timeout=5)
+    if failure:
+        raise failure[0]
+    if not exit_when_done or "delivery" not in outcome:
+        return None
+    summary = _summary(project, url, outcome, supervisor.snapshot())
+    if not quiet:
+        _print_summary(summary)
+    return summary
+
+
+def _summary(
+    project: Project, url: str, outcome: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
+    delivery = outcome["delivery"]
+    counts = _log_counts(project)
+    names = project.settings.log
+    stored = counts.get(names.events_topic, 0) + counts.get(names.failed_topic, 0)
+    if stored != delivery.sent:  # every event ends in exactly one place
+        raise FluvialError(f"the demo sent {delivery.sent} events but the log holds {stored}")
+    batch = outcome.get("batch")
+    return {
         "project": str(project.root),
+        "url": url,
         "sent": delivery.sent,
         "accepted": delivery.accepted,
         "rejected": delivery.rejected,
         "seconds": round(delivery.seconds, 2),
         "events_per_second": round(delivery.rate),
-        "topics": topics,
-        "queries": results,
-        "stream": stream,
+        "caught_up": outcome.get("caught_up", False),
+        "topics": [{"topic": k, "records": v} for k, v in sorted(counts.items())],
+        "queries": _queries(project),
+        "pipelines": [
+            {
+                k: row[k]
+                for k in ("job", "pipeline", "sink", "state", "rows_in", "rows_out", "late_rows")
+            }
+            for row in _pipelines(project)
+        ],
+        "lake": _lake_counts(project),
+        "batch": batch,
+        "quality": _quality(project),
+        "reconcile": outcome.get("reconcile"),
+        "workers": [
+            {k: w[k] for k in ("name", "kind", "state", "restarts", "last_exit_code")}
+            for w in status["workers"]
+        ],
     }
-    stored = sum(int(t["records"]) for t in topics)
-    if stored != delivery.sent:  # every event ends in exactly one place
-        raise FluvialError(f"the demo sent {delivery.sent} events but the log holds {stored}")
-    if not quiet:
-        console.print(
-            f"sent {delivery.sent:,} events in {delivery.seconds:.1f} s "
-            f"({delivery.rate:,.0f}/s): {delivery.accepted:,} accepted, "
-            f"{delivery.rejected:,} rejected with their reason — every one stored exactly once"
-        )
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    console.print(
+        f"sent {summary['sent']:,} events ({summary['events_per_second']:,}/s): "
+        f"{summary['accepted']:,} accepted, {summary['rejected']:,} failed with their reason "
+        "— every one stored exactly once",
+        highlight=False,
+    )
+    print_rows(
+        summary["pipelines"],
+        ["job", "pipeline", "state", "rows_in", "rows_out", "late_rows"],
+        as_json=False,
+        title="stream pipelines",
+    )
+    lake = [{"table": k, "records": v} for k, v in summary["lake"].items()]
+    print_rows(lake, ["table", "records"], as_json=False, title="lake tables")
+    batch = summary["batch"]
+    if batch is not None:
         print_rows(
-            topics, ["topic", "partitions", "records", "bytes"], as_json=False, title="event log"
-        )
-        for title, rows in results.items():
-            print_rows(rows, list(rows[0]) if rows else [], as_json=False, title=title)
-        print_rows(
-            stream["busiest_minutes"],
-            list(stream["busiest_minutes"][0]) if stream["busiest_minutes"] else [],
+            batch.get("models", []),
+            ["model", "status", "rows_written"],
             as_json=False,
-            title=f"stream pipeline {DEMO_PIPELINE}: busiest page-minutes",
+            title=f"batch run: {batch.get('status')}",
         )
-        console.print(
-            "next: [bold]fluvial log tail events --project "
-            f"{root} --limit 3[/], [bold]fluvial collect --project {root}[/]"
+        if batch.get("error"):
+            console.print(f"batch run failed: {batch['error']}", highlight=False, markup=False)
+    if summary["quality"]:
+        print_rows(
+            summary["quality"],
+            ["table_name", "passed", "row_count", "failing_rows", "errors", "warnings"],
+            as_json=False,
+            title="quality checks",
         )
-    return summary
+    if summary["reconcile"] is not None:
+        console.print(f"reconciliation: {summary['reconcile']}", highlight=False, markup=False)
+    console.print(
+        f"next: [bold]fluvial up --project {summary['project']}[/] and open {summary['url']}/",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
+        directory: Annotated[
+            Path | None,
+            typer.Argument(help="Folder for the demo project (created if missing; default .demo)."),
+        ] = None,
         project: Annotated[
-            Path,
-            typer.Option(
-                "--project", "-p", help="Folder for the demo project (created if missing)."
-            ),
-        ] = Path(".demo"),
+            Path | None,
+            typer.Option("--project", "-p", help="Same as DIR.", hidden=True),
+        ] = None,
         events: Annotated[
             int, typer.Option("--events", "-n", min=1, help="Events to post.")
         ] = 50_000,
+        rate: Annotated[
+            float,
+            typer.Option("--rate", "-r", min=0, help="Events per second (0: as fast as possible)."),
+        ] = 2_000.0,
+        exit_: Annotated[
+            bool,
+            typer.Option(
+                "--exit", help="Run to completion, print a summary and stop (default: run on)."
+            ),
+        ] = False,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated shop.")] = 7,
         keep: Annotated[
             bool,
             typer.Option("--keep", help="Keep the data of earlier runs (default: start afresh)."),
         ] = False,
+        port: Annotated[
+            int | None, typer.Option("--port", help="Port of the web server (default: a free one).")
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Run the platform end to end on embedded defaults: collect, log, query."""
-        summary = run_demo(project, events=events, seed=seed, reset=not keep, quiet=as_json)
-        if as_json:
+        """Run the whole platform on the clickstream example: pipelines, lake, batch, UI."""
+        root = directory or project or Path(".demo")
+        summary = run_demo(
+            root,
+            events=events,
+            rate=rate,
+            seed=seed,
+            reset=not keep,
+            exit_when_done=exit_,
+            quiet=as_json,
+            port=port,
+        )
+        if as_json and summary is not None:
             print_json(summary)

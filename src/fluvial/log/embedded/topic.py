@@ -279,14 +279,22 @@ class Topic:
     # -- housekeeping -------------------------------------------------------------------
 
     def apply_retention(self, *, retention_hours: float, retention_bytes: int) -> int:
+        """Delete old segments; a process that is not this topic's writer takes the writer
+        lock only for the time it takes (so a pipeline writing the topic elsewhere is
+        never locked out for longer than one retention pass)."""
+        borrowed = not self._writer_ready
         self.ensure_writer()
-        older_than = None
-        if retention_hours > 0:
-            older_than = int(time.time() * 1000 - retention_hours * 3_600_000)
-        return sum(
-            p.apply_retention(older_than_ms=older_than, max_bytes=retention_bytes)
-            for p in self.partitions
-        )
+        try:
+            older_than = None
+            if retention_hours > 0:
+                older_than = int(time.time() * 1000 - retention_hours * 3_600_000)
+            return sum(
+                p.apply_retention(older_than_ms=older_than, max_bytes=retention_bytes)
+                for p in self.partitions
+            )
+        finally:
+            if borrowed:
+                self.close()
 
     def _signature(self) -> tuple[int, int]:
         st = (self.directory / META_FILE).stat()

@@ -323,6 +323,11 @@ class MatchRecognizeOperator:
             raise PipelineError(f"MATCH_RECOGNIZE: evaluating {sql!r} failed: {exc}") from exc
         finally:
             self._con.unregister("rows")
+        # DuckDB returns microseconds; the engine's rows (and kept tails) are TIMESTAMP(3)
+        for i, f in enumerate(out.schema):
+            if pa.types.is_timestamp(f.type) and f.type.unit != "ms":
+                ms = pa.timestamp("ms", tz=f.type.tz)
+                out = out.set_column(i, f.name, out.column(i).cast(ms, safe=False))
         return out
 
     def _match(self, rows: pa.Table, wm: int) -> pa.Table:

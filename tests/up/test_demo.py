@@ -1,0 +1,91 @@
+"""``fluvial demo --events 2000 --exit``: the whole platform end to end in a temp folder.
+
+Checked against independent computations: the log's own contents (DuckDB over a
+snapshot), the lake's row counts, and the page-view windows recomputed with DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fluvial.cli import main
+from fluvial.project import Project
+from fluvial.serve.app import status_path
+from fluvial.serve.supervisor import pid_alive, read_status
+
+
+@pytest.mark.slow
+def test_demo_runs_the_platform_to_completion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "demo"
+    code = main(["demo", str(root), "--events", "2000", "--rate", "0", "--exit", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = json.loads(out)
+    project = Project(root)
+    # every event ends in exactly one place: the events or the failed-events topic
+    assert summary["sent"] == 2000
+    assert summary["accepted"] + summary["rejected"] == 2000 and summary["rejected"] > 0
+    with project.open_log() as log:
+        events = log.snapshot("events")
+        failed = log.snapshot("events_failed")
+    assert (events.num_rows, failed.num_rows) == (summary["accepted"], summary["rejected"])
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    db.register("events", events)
+    by_type = dict(db.execute("SELECT event_type, count(*) FROM events GROUP BY 1").fetchall())
+    assert {r["event_type"]: r["events"] for r in summary["queries"]["events by type"]} == by_type
+    # the archiver committed both topics to the raw zone, exactly once
+    assert summary["caught_up"]
+    assert summary["lake"]["raw.events"] == events.num_rows
+    assert summary["lake"]["raw.events_failed"] == failed.num_rows
+    # every pipeline of the example ran as a worker; page views per minute read every event
+    pipelines = {p["job"]: p for p in summary["pipelines"]}
+    example = {f.stem for f in (root / "pipelines").glob("*.sql")}
+    assert set(pipelines) == example
+    views = pipelines["page_views_per_minute"]
+    assert views["rows_in"] == events.num_rows
+    # its windows, recomputed with DuckDB from the log, for every window it emitted
+    out_dir = root / "data" / "out" / "page_views_per_minute"
+    got = db.execute(
+        f"SELECT window_start, url, views FROM read_parquet('{out_dir}/*.parquet')"
+    ).fetchall()
+    assert len(got) == views["rows_out"] > 0
+    expected = dict(
+        ((r[0], r[1]), r[2])
+        for r in db.execute(
+            """SELECT time_bucket(INTERVAL 1 MINUTE, event_time::TIMESTAMP) AS w, page.url, count(*)
+               FROM events WHERE event_type = 'page_view' GROUP BY ALL"""
+        ).fetchall()
+    )
+    # late rows are dropped, never invented: each window holds at most what the log has
+    assert all(n <= expected[(w, url)] for w, url, n in got)
+    if views["late_rows"] == 0:
+        assert all(n == expected[(w, url)] for w, url, n in got)
+    # the batch models were built, with their quality checks
+    batch = summary["batch"]
+    assert batch is not None and batch["status"] == "success", batch
+    built = {m["model"] for m in batch["models"] if m["status"] == "success"}
+    assert {"refined.events", "marts.daily_kpis"} <= built
+    assert summary["quality"] and all("passed" in q for q in summary["quality"])
+    # everything stopped: no process of this project is left behind
+    status = read_status(status_path(project))
+    assert status is not None and status["state"] == "stopped"
+    assert all(w["state"] in ("stopped", "scheduled") for w in summary["workers"])
+    assert _processes_mentioning(str(root)) == []
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes() and pid_alive(int(cmdline.parent.name)):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
