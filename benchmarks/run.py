@@ -22,6 +22,7 @@ BENCHMARKS = (
     "lake/bench_query.py",
     "lake/bench_compact.py",
     "serve/bench_store.py",
+    "batch/bench_reference.py",
 )
 
 

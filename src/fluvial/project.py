@@ -17,14 +17,53 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fluvial.config import CONFIG_FILE, Settings, load_settings, render_default_toml
-from fluvial.errors import UsageError
+from fluvial.errors import NotFoundError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from fluvial.log import EventLog
 
 __all__ = ["Project"]
 
 PROJECT_DIRS = ("pipelines", "models", "schemas")
+#: what ``Project.init(root, example=...)`` copies from a packaged example
+EXAMPLE_DIRS = ("pipelines", "models", "quality", "schemas")
+
+
+def example_names() -> list[str]:
+    """The examples packaged with Fluvial (folders of ``fluvial.examples``).
+
+    >>> "clickstream" in example_names()
+    True
+    """
+    from importlib.resources import files
+
+    package = files("fluvial.examples")
+    return sorted(
+        p.name for p in package.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+    )
+
+
+def _copy_tree(source: Traversable, target: Path) -> None:
+    """Copy a packaged folder; files that already exist in *target* are kept."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name.startswith(("_", ".")):
+            continue
+        if entry.is_dir():
+            _copy_tree(entry, target / entry.name)
+        elif not (target / entry.name).exists():
+            (target / entry.name).write_bytes(entry.read_bytes())
+
+
+def _copy_example(example: str, root: Path) -> None:
+    from importlib.resources import files
+
+    source = files("fluvial.examples") / example
+    for folder in EXAMPLE_DIRS:
+        if (source / folder).is_dir():
+            _copy_tree(source / folder, root / folder)
 
 
 class Project:
@@ -35,12 +74,27 @@ class Project:
         self._env = env
 
     @classmethod
-    def init(cls, root: Path | str, *, exist_ok: bool = False) -> Project:
-        """Write a new project: ``fluvial.toml`` with every default, and its folders."""
+    def init(
+        cls, root: Path | str, *, exist_ok: bool = False, example: str | None = None
+    ) -> Project:
+        """Write a new project: ``fluvial.toml`` with every default, and its folders.
+
+        With *example* (e.g. ``"clickstream"``), the packaged example's pipelines, models,
+        quality rules and schemas are copied in (files already there are kept).
+
+        Raises:
+            UsageError: the folder already has ``fluvial.toml`` (without *exist_ok*).
+            NotFoundError: there is no such example.
+        """
         root = Path(root)
         config = root / CONFIG_FILE
         if config.exists() and not exist_ok:
             raise UsageError(f"{config} already exists; refusing to overwrite it")
+        if example is not None and example not in (names := example_names()):
+            raise NotFoundError(
+                f"there is no example '{example}' (examples: {', '.join(names)})"
+                f"{did_you_mean(example, names)}"
+            )
         root.mkdir(parents=True, exist_ok=True)
         for name in PROJECT_DIRS:
             (root / name).mkdir(exist_ok=True)
@@ -51,6 +105,8 @@ class Project:
             ignore.write_text(
                 "# embedded state: event log, lake, stores\n/data/\n", encoding="utf-8"
             )
+        if example is not None:
+            _copy_example(example, root)
         return cls(root)
 
     @cached_property

@@ -19,7 +19,17 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="Fill in a folder that already has fluvial.toml."
         ),
+        example: str | None = typer.Option(
+            None,
+            "--example",
+            help="Copy a packaged example's pipelines, models, quality rules and schemas "
+            "into the project (e.g. clickstream).",
+        ),
     ) -> None:
         """Write a project: fluvial.toml (every setting, commented), pipelines/, models/, schemas/."""
-        project = Project.init(directory, exist_ok=force)
+        project = Project.init(directory, exist_ok=force, example=example)
         console.print(f"created project in [bold]{project.root}[/]")
+        if example is not None:
+            console.print(
+                f"with the [bold]{example}[/] example: see docs/warehouse.md for the next steps"
+            )

@@ -1,0 +1,162 @@
+"""Benchmark the clickstream reference project: a full batch build from N raw events.
+
+Run: ``python -m benchmarks.batch.bench_reference`` (or
+``python benchmarks/batch/bench_reference.py``), options: ``--events N`` (default
+1,000,000), ``--users N`` (default: events / 50), ``--days D`` (default 30), ``--dir PATH``
+(default a temporary folder), ``--all-cores``.
+
+Not timed: the clickstream generator's lines are validated as the collector would (with a
+received time per event) and appended to ``raw.events`` in commits of 500,000 events; the
+product catalogue is loaded. Timed: ``fluvial.batch.run`` of every model of the example
+(refined, curated star schema, marts), in a child process whose peak resident memory is
+read from the kernel (``ru_maxrss``), so generation does not count. Prints a table, then
+one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``fluvial`` and ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fluvial.project import Project
+
+_COMMIT_ROWS = 500_000
+
+
+def land(project: Project, events: int, users: int, days: float) -> int:
+    """Generate, validate and append *events* to ``raw.events``; return the rows stored."""
+    from fluvial.events.validate import EventValidator
+    from fluvial.examples.clickstream import load_catalogue
+    from fluvial.generate.clickstream import ClickstreamConfig, clickstream_batches
+    from fluvial.lake import append, open_lake
+
+    validator = EventValidator.for_project(project)
+    config = ClickstreamConfig(
+        events=events, seed=1, users=users, days=days, start_ms=1_767_225_600_000
+    )
+    stored = 0
+    pending: list[pa.Table] = []
+    with open_lake(project) as lake:
+
+        def flush() -> None:
+            nonlocal stored
+            data = pa.concat_tables(pending)
+            pending.clear()
+            if not lake.exists("raw.events"):
+                lake.create_table("raw.events", data.schema, time_column="event_time")
+            append(lake.table("raw.events"), data)
+            stored += data.num_rows
+
+        for batch in clickstream_batches(config):
+            result = validator.validate(batch.lines(), received_at_ms=0, app_id="demo")
+            rejected = np.zeros(len(batch), dtype=bool)
+            rejected[[e.index for e in result.errors]] = True
+            received = pa.array(batch.send_time_ms[~rejected].astype(np.int64))
+            valid = result.valid
+            ts = valid.schema.field("received_at").type
+            skew = pc.subtract(valid["sent_at"].cast(pa.int64()), received)
+            derived = pc.subtract(valid["event_time"].cast(pa.int64()), skew)
+            for name, values in (("received_at", received), ("derived_time", derived)):
+                at = valid.schema.get_field_index(name)
+                valid = valid.set_column(at, valid.schema.field(name), values.cast(ts))
+            pending.append(valid)
+            if sum(t.num_rows for t in pending) >= _COMMIT_ROWS:
+                flush()
+        if pending:
+            flush()
+    load_catalogue(project)
+    return stored
+
+
+def build(root: Path) -> None:
+    """The timed part (in a child process): every model, one run."""
+    from fluvial.batch import run
+
+    project = Project(root)
+    start = time.perf_counter()
+    result = run(project)
+    elapsed = time.perf_counter() - start
+    models = {
+        m.model: {"status": m.status, "rows": m.rows_written, "seconds": round(m.seconds, 3)}
+        for m in result.models
+    }
+    print(json.dumps({"ok": result.ok, "seconds": elapsed, "models": models}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="raw events to build from")
+    parser.add_argument("--users", type=int, default=None, help="people (default events/50)")
+    parser.add_argument("--days", type=float, default=30.0, help="days the events span")
+    parser.add_argument("--dir", type=Path, default=None, help="where the project goes")
+    parser.add_argument("--all-cores", action="store_true", help="do not pin to one core")
+    parser.add_argument("--build-only", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.build_only is not None:
+        build(args.build_only)
+        return 0
+    if not args.all_cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    base = args.dir or Path(tempfile.mkdtemp(prefix="fluvial-bench-reference-"))
+    try:
+        project = Project.init(base / "project", exist_ok=True, example="clickstream")
+        began = time.perf_counter()
+        stored = land(project, args.events, args.users or max(100, args.events // 50), args.days)
+        landed = time.perf_counter() - began
+        child = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--build-only", str(project.root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if child.returncode != 0:
+            print(child.stdout, child.stderr, file=sys.stderr)
+            return 1
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+    finally:
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    seconds = report["seconds"]
+    print(f"{'measure':<44} {'value':>14}")
+    print(f"{'raw events (after validation)':<44} {stored:>14,}")
+    print(f"{'landing (not timed), s':<44} {landed:>14.1f}")
+    print(f"{'full build, s':<44} {seconds:>14.2f}")
+    print(f"{'raw events built per second':<44} {stored / seconds:>14,.0f}")
+    print(f"{'peak memory of the build, MiB':<44} {peak_mib:>14,.0f}")
+    for name, model in report["models"].items():
+        print(f"  {name:<42} {model['seconds']:>8.2f} s {model['rows']:>12,} rows")
+    print(
+        json.dumps(
+            {
+                "benchmark": "batch_reference",
+                "events": stored,
+                "build_seconds": round(seconds, 3),
+                "events_per_second": round(stored / seconds),
+                "peak_mib": round(peak_mib),
+                "ok": report["ok"],
+                "models": report["models"],
+            }
+        )
+    )
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
