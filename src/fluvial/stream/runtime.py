@@ -50,6 +50,7 @@ from fluvial.stream.plan.nodes import (
     GroupAgg,
     Job,
     Join,
+    LookupJoin,
     Pipeline,
     PyStep,
     PyWindow,
@@ -255,6 +256,9 @@ class _Chain:
                 continue
             if isinstance(step, PyStep):  # a whole batch per call
                 table = _py_step(run.p.name, step, table)
+                continue
+            if isinstance(step, LookupJoin):
+                table = run.lookup(step).join(table)
                 continue
             if isinstance(step, WindowAgg | GroupAgg):
                 prepared = run.sql(step.pre.sql, table)
@@ -474,6 +478,7 @@ class _PipelineRun:
         self.stats = PipelineStats(pipeline.name, pipeline.sink.table.name)
         self.state_bytes = 0
         self.feeds: list[_Feed] = []
+        self._lookups: dict[int, Any] = {}
         self.chains: list[_Chain] = []
         self.joins: list[_JoinRun] = []
         #: the nodes in the order their watermarks advance: inputs before what reads them
@@ -647,6 +652,15 @@ class _PipelineRun:
             raise PipelineError(f"{self.p.name}: evaluating {sql!r} failed: {exc}") from exc
         finally:
             self.con.unregister(BATCH)
+
+    def lookup(self, step: LookupJoin) -> Any:
+        """The dimension reader of a lookup join step (one per step, made on first use)."""
+        found = self._lookups.get(id(step))
+        if found is None:
+            from fluvial.stream.ops.lookup import Lookup
+
+            found = self._lookups[id(step)] = Lookup(step, self.context)
+        return found
 
     def finished(self) -> bool:
         """Every source has produced everything (bounded sources, or ``until_idle``)."""

@@ -32,6 +32,7 @@ from fluvial.stream.plan.nodes import (
     Job,
     Join,
     JoinSpec,
+    LookupJoin,
     Pipeline,
     PyStep,
     PyWindow,
@@ -405,7 +406,8 @@ class _Planner:
             if j.args.get("using"):
                 raise self.unsupported("JOIN … USING", j)
             if isinstance(j.this, exp.Table) and j.this.args.get("version") is not None:
-                raise self.unsupported("a temporal (FOR SYSTEM_TIME AS OF) join", j)
+                rel = self.lookup_join(rel, j)
+                continue
             right = self.tvf_rows(self.relation(j.this, ctes))
             right.scope = right.scope or {a: {c: c for c in right.columns} for a in right.aliases}
             side = str(j.args.get("side") or "").lower()
@@ -424,6 +426,78 @@ class _Planner:
         out.set("joins", None)
         out.set("where", exp.Where(this=exp.and_(*conjuncts)) if conjuncts else None)
         return rel, self.resolve(out, rel)
+
+    def lookup_join(self, left: _Rel, j: exp.Join) -> _Rel:
+        """``JOIN dim FOR SYSTEM_TIME AS OF s.proc_time AS d ON …``: a lookup join step on
+        the stream's chain (the dimension is read when each batch is processed)."""
+        node = j.this
+        name = node.name
+        dim = self.tables.get(name)
+        if dim is None:
+            raise self.error(
+                f"FOR SYSTEM_TIME AS OF needs a table (CREATE TABLE), found '{name}'"
+                f"{did_you_mean(name, list(self.tables))}",
+                node,
+            )
+        at = node.args["version"].args.get("expression")
+        if not isinstance(at, exp.Column) or self._owner(at, (left,)) is None:
+            raise self.unsupported(
+                "FOR SYSTEM_TIME AS OF anything but a time column of the other side", node
+            )
+        how = str(j.args.get("side") or "").lower() or "inner"
+        if how not in ("inner", "left"):
+            raise self.unsupported(f"a {how.upper()} lookup join", j)
+        on = j.args.get("on")
+        if on is None:
+            raise self.error("a lookup join needs an ON condition", j)
+        cols = [c.name for c in dim.physical]
+        alias = node.alias or name
+        right = _Rel(Scan(dim, tuple(cols)), [], tuple(cols), None, {alias, name})
+        right.scope = {alias: {c: c for c in cols}, name: {c: c for c in cols}}
+        names = list(left.columns)
+        right_out: dict[str, str] = {}
+        for c in cols:
+            out, k = c, 0
+            while out in names:
+                out, k = f"{c}{k}", k + 1
+            right_out[c] = out
+            names.append(out)
+        sql_conds: list[str] = []
+        keys: list[tuple[str, str]] = []
+        for cond in _conjuncts(on):
+            resolved = cond.copy()
+            for col in list(resolved.find_all(exp.Column)):
+                owner = self._owner(col, (left, right))
+                if owner is None:
+                    raise self.error(f"unknown column '{col.sql()}' in the join condition", col)
+                side = "l" if owner[0] == 0 else "r"
+                col.replace(exp.column(owner[1], table=side, quoted=True))
+            sql_conds.append(to_duckdb(resolved))
+            if isinstance(cond, exp.EQ):
+                a, b = cond.this, cond.expression
+                oa = self._owner(a, (left, right)) if isinstance(a, exp.Column) else None
+                ob = self._owner(b, (left, right)) if isinstance(b, exp.Column) else None
+                if oa and ob and {oa[0], ob[0]} == {0, 1}:
+                    keys.append((oa[1], ob[1]) if oa[0] == 0 else (ob[1], oa[1]))
+        if not keys:
+            raise self.unsupported("a lookup join without an equality on the dimension", j)
+        select = [f"l.{_quote(c)} AS {_quote(c)}" for c in left.columns]
+        select += [f"r.{_quote(c)} AS {_quote(right_out[c])}" for c in cols]
+        step = LookupJoin(
+            dim,
+            how,
+            " AND ".join(f"({c})" for c in sql_conds),
+            ", ".join(select),
+            tuple(names),
+            tuple(keys),
+            f"table=[{name}], joinType=[{how.upper()}], where=[{on.sql()}]",
+        )
+        base = left.scope or {a: {c: c for c in left.columns} for a in left.aliases}
+        scope = {a: dict(c) for a, c in base.items()}
+        scope[alias] = {c: right_out[c] for c in cols}
+        rel = _Rel(left.scan, [*left.steps, step], tuple(names), left.rowtime, set(scope))
+        rel.scope = scope
+        return rel
 
     def _owner(self, col: exp.Column, rels: tuple[_Rel, ...]) -> tuple[int, str] | None:
         """Which input (index) and input column a column reference means."""

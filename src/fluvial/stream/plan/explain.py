@@ -14,6 +14,7 @@ from fluvial.stream.plan.nodes import (
     GroupAgg,
     Job,
     Join,
+    LookupJoin,
     Pipeline,
     PyStep,
     PyWindow,
@@ -114,6 +115,9 @@ def _step_lines(steps: tuple[Step, ...]) -> list[str]:
                 f"Deduplicate(keep=[{'LastRow' if step.keep_last else 'FirstRow'}], "
                 f"key=[{', '.join(step.keys)}], order=[{step.time_col} {order}])"
             )
+            continue
+        if isinstance(step, LookupJoin):
+            lines.append(f"LookupJoin({step.detail})")
             continue
         if isinstance(step, TopN):
             order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d, _ in step.order)

@@ -28,6 +28,7 @@ __all__ = [
     "Job",
     "Join",
     "JoinSpec",
+    "LookupJoin",
     "Pipeline",
     "PyStep",
     "PyWindow",
@@ -180,9 +181,26 @@ class WindowBuffer:
     columns: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class LookupJoin:
+    """``JOIN dim FOR SYSTEM_TIME AS OF s.proc_time``: each batch joined with the
+    dimension table as it is when the batch is processed (a file, a store or a lake
+    table); stateless, append-only."""
+
+    dim: CreateTable
+    how: str  # "inner" | "left"
+    #: the condition over ``l`` (the stream's rows) and ``r`` (the dimension's)
+    on_sql: str
+    select_sql: str
+    columns: tuple[str, ...]
+    #: (stream column, dimension column) equality pairs (point lookups in a store)
+    keys: tuple[tuple[str, str], ...]
+    detail: str = ""
+
+
 #: steps with a ``pre`` and a ``post`` query around a stateful aggregate
 Aggregate = WindowAgg | GroupAgg
-Step = Calc | WindowAgg | GroupAgg | Dedup | TopN | WindowBuffer | PyStep | PyWindow
+Step = Calc | WindowAgg | GroupAgg | Dedup | TopN | WindowBuffer | LookupJoin | PyStep | PyWindow
 
 
 def map_chains(source: Source, fn: Callable[[Chain], Chain]) -> Source:

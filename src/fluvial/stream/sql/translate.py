@@ -87,6 +87,8 @@ FUNCTIONS: dict[str, dict[int, str]] = {
     },
     "FROM_UNIXTIME": {1: f"strftime(make_timestamp(CAST({{0}} AS BIGINT) * 1000000), '{_TS}')"},
     "NOW": {0: "current_timestamp"},
+    # processing time: when the micro-batch is processed (TIMESTAMP_LTZ(3))
+    "PROCTIME": {0: "CAST(current_timestamp AS TIMESTAMPTZ)"},
     "LOCALTIMESTAMP": {0: "CAST(current_localtimestamp() AS TIMESTAMP_MS)"},
     "YEAR": {1: "year({0})"},
     "QUARTER": {1: "quarter({0})"},
