@@ -52,7 +52,6 @@ MAY_BE_EMPTY = {"q12"}
 #: what each query Fluvial cannot plan yet is waiting for
 NOT_YET: dict[str, tuple[type[SqlError], str]] = {
     "q5": (UnsupportedSqlError, "a join of an updating input"),
-    "q12": (UnsupportedSqlError, "PROCTIME() and processing-time windows"),
 }
 EVENTS = 4000
 START_MS = 1_700_000_000_000

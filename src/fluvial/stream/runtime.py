@@ -265,6 +265,8 @@ class _Chain:
             else:
                 prepared = table
             wm = self.op_wm[i] if self.op_wm[i] > MIN_WATERMARK else None
+            if isinstance(step, WindowAgg) and step.proctime:
+                wm = None  # a row's processing time is never behind the clock
             late = int(self.ops[i].process(prepared, wm) or 0)
             run.stats.late_rows += late
             if late and run.batch is not None and ROW_ID in prepared.column_names:
@@ -277,11 +279,19 @@ class _Chain:
         """Fire what the watermark has passed, in plan order (so a downstream operator
         sees its input before its own watermark moves)."""
         for i, op in self.ops.items():
-            if watermark <= self.op_wm[i] and not getattr(op, "eager", False):
-                continue
-            fired = op.flush() if watermark == MAX_WATERMARK else op.advance(watermark)
-            self.op_wm[i] = max(watermark, self.op_wm[i])
             step = self.steps[i]
+            at = watermark
+            if isinstance(step, WindowAgg) and step.proctime:  # the wall clock
+                at = now_ms()
+                fired = op.advance(at)
+                self.op_wm[i] = max(at, self.op_wm[i])
+                if fired is not None and fired.num_rows:
+                    self.push(self.run.sql(step.post.sql, fired), i + 1)
+                continue
+            if at <= self.op_wm[i] and not getattr(op, "eager", False):
+                continue
+            fired = op.flush() if at == MAX_WATERMARK else op.advance(at)
+            self.op_wm[i] = max(at, self.op_wm[i])
             if fired is not None and fired.num_rows:
                 if isinstance(step, WindowAgg | GroupAgg):
                     fired = self.run.sql(step.post.sql, fired)

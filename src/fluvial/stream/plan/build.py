@@ -180,6 +180,8 @@ class _Rel:
     window: tuple[WindowSpec, str] | None = None
     #: over a join: alias -> {input column -> output column}
     scope: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: processing-time attributes (``PROCTIME()`` columns)
+    proctime: set[str] = field(default_factory=set)
 
 
 # --------------------------------------------------------------------------- planner
@@ -1092,10 +1094,10 @@ class _Planner:
                 f"unknown column '{time_col}' in DESCRIPTOR{did_you_mean(time_col, rel.columns)}",
                 node,
             )
-        if time_col != rel.rowtime:
+        if time_col != rel.rowtime and time_col not in rel.proctime:
             raise self.error(
                 f"column '{time_col}' is not a time attribute: windows need an event-time "
-                "column with a WATERMARK",
+                "column with a WATERMARK, or a PROCTIME() column",
                 node,
             )
         kind = node.kind
@@ -1123,6 +1125,7 @@ class _Planner:
             {str(a["alias"])} if a.get("alias") else set(),
             (spec, time_col),
         )
+        out.proctime = set(rel.proctime)
         return out
 
     def legacy_spec(self, node: exp.Expression, rel: _Rel) -> tuple[WindowSpec, str]:
@@ -1186,14 +1189,21 @@ class _Planner:
             self.check_columns(where.this, rel)
         names = self.names(items)
         rowtime = None
+        proctime: set[str] = set()
         for e, n in zip(items, names, strict=True):
             inner = e.this if isinstance(e, exp.Alias) else e
             if isinstance(inner, exp.Column) and inner.name == rel.rowtime:
                 rowtime = n
+            if (isinstance(inner, exp.Column) and inner.name in rel.proctime) or (
+                _fname(inner) == "PROCTIME"
+            ):
+                proctime.add(n)
         sql = select_sql(items, names, where.this if where is not None else None)
         detail = _flink_detail(items, where.this if where is not None else None)
         steps = [*rel.steps, Calc(sql, tuple(names), "Calc", detail)]
-        return _Rel(rel.scan, steps, tuple(names), rowtime)
+        out = _Rel(rel.scan, steps, tuple(names), rowtime)
+        out.proctime = proctime
+        return out
 
     def names(self, items: list[exp.Expression]) -> list[str]:
         names = [output_name(e, i) for i, e in enumerate(items)]
@@ -1384,6 +1394,7 @@ class _Planner:
             pre_calc,
             post_calc,
             lateness,
+            proctime=time_col in rel.proctime,
         )
         rowtime = None
         for e, n in zip(rewritten, names, strict=True):

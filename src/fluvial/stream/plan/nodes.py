@@ -103,6 +103,9 @@ class WindowAgg:
     post: Calc
     #: with allowed lateness the output is a changelog (an ``_op`` column)
     allowed_lateness_ms: int = 0
+    #: a processing-time window: it fires by the wall clock (and, as in Flink, windows
+    #: still open when a bounded input ends are not emitted)
+    proctime: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
