@@ -21,6 +21,7 @@ from fluvial.cli import (
     init,
     keys,
     lake,
+    lambda_kappa,
     lineage,
     log,
     quality,
@@ -71,6 +72,8 @@ app.add_typer(alerts.app, name="alerts")
 sql.register(app)
 lineage.register(app)
 up_cli.register(app)
+lambda_kappa.register(app)
+lambda_kappa.register_stream(stream.app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,13 +52,14 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline file: every INSERT INTO, until stopped (Ctrl-C) or --until-idle."""
-    from fluvial.stream.job import load_job
     from fluvial.stream.runtime import PipelineStats, latest_checkpoint, run_job
 
     if start is not None and start not in START_CHOICES:
         raise UsageError(f"--from must be one of {', '.join(START_CHOICES)}; found {start!r}")
     project = open_project(project_dir)
-    job = load_job(file, defaults=project.settings.stream.flink_options())
+    from fluvial.stream.versions import resolve_job
+
+    job = resolve_job(project, file)  # the current version (after a replay: <job>__vN)
     if start is None:
         # like Flink, a run resumes only when told to; say so when it could have
         start = "earliest"

@@ -133,3 +133,21 @@ def test_execute_sql_is_the_one_query_function(world: World) -> None:
         execute_sql(
             world.project, "SELECT count(*) FROM range(1000000000000)", limit=1, timeout=0.2
         )
+
+
+def test_warehouse_marts_are_readable_and_read_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    from fluvial.batch.warehouse import warehouse_path
+
+    project = Project.init(tmp_path / "p")
+    path = warehouse_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA marts")
+    con.execute("CREATE TABLE marts.daily AS SELECT range AS day, range * 2 AS n FROM range(5)")
+    con.close()
+    result = execute_sql(project, "SELECT sum(n) AS total FROM marts.daily", limit=10, timeout=10)
+    assert result.table.column("total").to_pylist() == [20]
+    with pytest.raises((SqlError, UnsupportedSqlError)):
+        execute_sql(project, "DELETE FROM marts.daily", limit=10, timeout=10)

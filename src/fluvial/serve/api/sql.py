@@ -86,6 +86,30 @@ def _warehouse_dir(lake: Lake) -> str:
     return lake.warehouse.rstrip("/") + "/"
 
 
+def _attach_marts(con: duckdb.DuckDBPyConnection, project: Project) -> None:
+    """The warehouse's marts, read-only, as ``marts.<name>`` (skipped while a batch run
+    holds the warehouse file for writing, or before the first build)."""
+    from fluvial.batch.warehouse import warehouse_path
+
+    path = warehouse_path(project)
+    if not path.exists():
+        return
+    try:
+        con.execute(f"ATTACH {_literal(str(path))} AS warehouse (READ_ONLY)")
+    except duckdb.Error:
+        return  # a batch run is writing it: the marts are back on the next query
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'warehouse' "
+        "AND schema_name = 'marts' UNION SELECT view_name FROM duckdb_views() "
+        "WHERE database_name = 'warehouse' AND schema_name = 'marts'"
+    ).fetchall()
+    if names:
+        con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    for (name,) in names:
+        quoted = '"' + name.replace('"', '""') + '"'
+        con.execute(f"CREATE VIEW marts.{quoted} AS SELECT * FROM warehouse.marts.{quoted}")
+
+
 def _lock_down(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Let *con* read the warehouse and nothing else, for good."""
     con.execute(f"SET allowed_directories = [{_literal(_warehouse_dir(lake))}]")
@@ -130,6 +154,7 @@ def execute_sql(project: Project, sql: str, *, limit: int, timeout: float) -> Qu
         con = connect(lake)
         timer = threading.Timer(timeout, con.interrupt)
         try:
+            _attach_marts(con, project)
             _lock_down(con, lake)
             timer.start()
             table, truncated = _fetch(con, sql, limit)
