@@ -144,3 +144,31 @@ def test_top_n_without_window_upserts_to_the_batch_ranking(tmp_path: Path, batch
     assert multiset(list(final.values())) == multiset(want)
     if batch < 100:
         assert any(1 in t["_op"].to_pylist() for t in tables), "ranks must change"
+
+
+def test_cascaded_window_aggregation_equals_batch(tmp_path: Path) -> None:
+    """GROUP BY the (renamed) window bounds of a window aggregation: append-only, one
+    result per window, as Flink's cascaded window aggregation."""
+    rows = make_rows(1000, seed=14)
+    path = write_json(tmp_path / "clicks.json", rows)
+    out = tmp_path / "out"
+    sql = (
+        SOURCE.format(path=path)
+        + sink(out, "s TIMESTAMP(3), e TIMESTAMP(3), most BIGINT, pages BIGINT")
+        + """INSERT INTO out SELECT starttime, endtime, MAX(n), COUNT(*) FROM (
+               SELECT page, COUNT(*) AS n, window_start AS starttime, window_end AS endtime
+               FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+               GROUP BY page, window_start, window_end)
+             GROUP BY starttime, endtime;"""
+    )
+    run_job(plan_text(sql), until_idle=True, max_rows=61)
+    want = (
+        expected_con(rows)
+        .execute(
+            """SELECT ws, ws + INTERVAL 10 SECOND, max(n), count(*) FROM (
+                 SELECT time_bucket(INTERVAL 10 SECOND, ts) AS ws, page, count(*) AS n
+                 FROM e GROUP BY ALL) GROUP BY ws"""
+        )
+        .fetchall()
+    )
+    assert multiset(read_output(out, "*")) == multiset(want)

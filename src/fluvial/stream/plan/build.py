@@ -182,6 +182,8 @@ class _Rel:
     scope: dict[str, dict[str, str]] = field(default_factory=dict)
     #: processing-time attributes (``PROCTIME()`` columns)
     proctime: set[str] = field(default_factory=set)
+    #: columns holding a fired window's bounds (output -> window_start | window_end | …)
+    window_props: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- planner
@@ -334,6 +336,8 @@ class _Planner:
         if group is not None:
             legacy = [g for g in group.expressions if _fname(g) in LEGACY_WINDOWS]
             if not legacy:
+                if self.cascades(group, rel):
+                    return self.cascade_agg(q, rel)
                 return self.window_agg(q, rel, None, None, legacy=False)
             if len(legacy) > 1:
                 raise self.error("GROUP BY may contain only one group window", legacy[1])
@@ -344,6 +348,41 @@ class _Planner:
         return self.calc(q, rel)
 
     # joins and unions -------------------------------------------------------
+    def cascades(self, group: exp.Expression, rel: _Rel) -> bool:
+        """GROUP BY the window bounds of a window aggregation's result: every group is
+        complete in the batch its window fired in (a cascaded window aggregation)."""
+        props = {
+            rel.window_props.get(g.name) for g in group.expressions if isinstance(g, exp.Column)
+        }
+        stateful = [st for st in rel.steps if not isinstance(st, Calc)]
+        return (
+            {"window_start", "window_end"} <= props
+            and bool(stateful)
+            and isinstance(stateful[-1], WindowAgg)
+            and not any(is_updating(st) for st in rel.steps)
+        )
+
+    def cascade_agg(self, q: exp.Select, rel: _Rel) -> _Rel:
+        """A cascaded window aggregation: one stateless GROUP BY over each fired batch."""
+        items = self.expand(q, rel)
+        for e in items:
+            self.check_columns(e, rel)
+        names = self.names(items)
+        where, group, having = q.args.get("where"), q.args["group"], q.args.get("having")
+        sql = select_sql(items, names, where.this if where is not None else None)
+        keys = ", ".join(to_duckdb(_unqualified(g)) for g in group.expressions)
+        sql += f" GROUP BY {keys}"
+        if having is not None:
+            sql += f" HAVING {to_duckdb(_unqualified(having.this))}"
+        detail = _flink_detail(items, where.this if where is not None else None)
+        step = Calc(sql, tuple(names), "WindowAggregate(cascaded)", f"groupBy=[{keys}], {detail}")
+        out = _Rel(rel.scan, [*rel.steps, step], tuple(names), None)
+        for e, n in zip(items, names, strict=True):
+            inner = e.this if isinstance(e, exp.Alias) else e
+            if isinstance(inner, exp.Column) and inner.name in rel.window_props:
+                out.window_props[n] = rel.window_props[inner.name]
+        return out
+
     def tvf_rows(self, rel: _Rel) -> _Rel:
         """A window TVF read as rows (not grouped): each row with its windows' columns,
         stateless (a HOP row once per window). ``window_time`` is the time attribute."""
@@ -1190,10 +1229,13 @@ class _Planner:
         names = self.names(items)
         rowtime = None
         proctime: set[str] = set()
+        props: dict[str, str] = {}
         for e, n in zip(items, names, strict=True):
             inner = e.this if isinstance(e, exp.Alias) else e
             if isinstance(inner, exp.Column) and inner.name == rel.rowtime:
                 rowtime = n
+            if isinstance(inner, exp.Column) and inner.name in rel.window_props:
+                props[n] = rel.window_props[inner.name]
             if (isinstance(inner, exp.Column) and inner.name in rel.proctime) or (
                 _fname(inner) == "PROCTIME"
             ):
@@ -1203,6 +1245,7 @@ class _Planner:
         steps = [*rel.steps, Calc(sql, tuple(names), "Calc", detail)]
         out = _Rel(rel.scan, steps, tuple(names), rowtime)
         out.proctime = proctime
+        out.window_props = props
         return out
 
     def names(self, items: list[exp.Expression]) -> list[str]:
@@ -1397,11 +1440,16 @@ class _Planner:
             proctime=time_col in rel.proctime,
         )
         rowtime = None
+        props: dict[str, str] = {}
         for e, n in zip(rewritten, names, strict=True):
             inner = e.this if isinstance(e, exp.Alias) else e
             if isinstance(inner, exp.Column) and inner.name == "window_time":
                 rowtime = n
-        return _Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
+            if isinstance(inner, exp.Column) and inner.name in WINDOW_COLUMNS:
+                props[n] = inner.name
+        out = _Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
+        out.window_props = props
+        return out
 
 
 def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
