@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from fluvial.errors import SqlError, UnsupportedSqlError
+from fluvial.errors import SqlError
 from fluvial.generate.nexmark import NexmarkConfig, nexmark_lines, nexmark_tables
 from fluvial.stream.flink import find_flink_python, run_pipelines_on_flink
 from fluvial.stream.job import plan_text
@@ -51,7 +51,6 @@ UPDATING = {"q4", "q9", "q15", "q16", "q17", "q18", "q19"}
 MAY_BE_EMPTY = {"q12"}
 #: what each query Fluvial cannot plan yet is waiting for
 NOT_YET: dict[str, tuple[type[SqlError], str]] = {
-    "q5": (UnsupportedSqlError, "a join of an updating input"),
 }
 EVENTS = 4000
 START_MS = 1_700_000_000_000
