@@ -50,8 +50,7 @@ UPDATING = {"q4", "q9", "q15", "q16", "q17", "q18", "q19"}
 #: queries that may rightly emit nothing on a short bounded input
 MAY_BE_EMPTY = {"q12"}
 #: what each query Fluvial cannot plan yet is waiting for
-NOT_YET: dict[str, tuple[type[SqlError], str]] = {
-}
+NOT_YET: dict[str, tuple[type[SqlError], str]] = {}
 EVENTS = 4000
 START_MS = 1_700_000_000_000
 

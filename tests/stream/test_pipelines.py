@@ -371,8 +371,8 @@ def test_errors_point_at_line_and_column(query: str, needle: str, message: str) 
     [
         (
             "INSERT INTO out SELECT a.user_id, 1 FROM clicks a LEFT JOIN clicks b "
-            "ON a.user_id = b.user_id;",
-            "LEFT regular join",
+            "ON a.user_id = b.user_id AND a.ts BETWEEN b.ts - INTERVAL '1' SECOND AND b.ts;",
+            "LEFT interval join",
         ),
         (
             "INSERT INTO out SELECT user_id, COUNT(*) OVER (PARTITION BY user_id ORDER BY ts) FROM clicks;",

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from fluvial.errors import PipelineError
 from fluvial.stream.ops.assign import epoch_ms
+from fluvial.stream.ops.keyed import DELETE, INSERT, OP
 
 if TYPE_CHECKING:
     from fluvial.stream.plan.nodes import JoinSpec
@@ -136,7 +137,10 @@ class _TwoSided:
             pos += n
             if n:
                 t = pa.ipc.open_stream(chunk).read_all()
-                self.schemas[side] = t.schema
+                # the input's own columns (kept rows also carry __seen / __id / __matches)
+                self.schemas[side] = pa.schema(
+                    [f for f in t.schema if f.name not in ("__seen", "__id", "__matches")]
+                )
                 self.kept[side] = t if t.num_rows else None
         meta = json.loads(data[pos:].decode())
         self.late_rows = int(meta.pop("late_rows", 0))
@@ -257,13 +261,23 @@ class IntervalJoin(_TwoSided):
 
 
 class RegularJoin(_TwoSided):
-    """Equality keys, no time bounds: both sides kept (up to the state TTL)."""
+    """Equality keys, no time bounds: both sides kept (up to the state TTL).
+
+    Inner joins of append-only inputs are append-only. Outer joins (LEFT, RIGHT, FULL)
+    are a changelog, as in Flink: a row of an outer side without a match is emitted
+    padded with NULLs (``+I``), and retracted (``-D``) when its first match arrives. Each
+    kept row carries an id and its number of matches (vectorized bookkeeping: one DuckDB
+    join and one ``group_by`` per batch).
+    """
 
     def __init__(self, spec: JoinSpec, clock: Callable[[], float] = time.time) -> None:
         super().__init__(spec)
-        if spec.how != "inner":
-            raise PipelineError(f"{spec.how.upper()} regular joins are not supported yet")
         self._clock = clock
+        outer = {"inner": (), "left": (0,), "right": (1,), "full": (0, 1)}
+        if spec.how not in outer:
+            raise PipelineError(f"unknown join type {spec.how!r}")
+        self.outer = outer[spec.how]
+        self._next_id = 0
 
     def process(self, table: pa.Table, side: int, watermark_ms: int | None) -> int:
         if table.num_rows == 0:
@@ -272,13 +286,99 @@ class RegularJoin(_TwoSided):
         if self.spec.ttl_ms:
             now = int(self._clock() * 1000)
             table = table.append_column("__seen", pa.array(np.full(table.num_rows, now)))
+        if not self.outer:
+            other = self.kept[1 - side]
+            if other is not None and other.num_rows:
+                pair = (table, other) if side == 0 else (other, table)
+                self.out.append(self._join(*pair, how="inner"))
+            kept = self.kept[side]
+            self.kept[side] = table if kept is None else pa.concat_tables([kept, table])
+            return 0
+        ids = np.arange(self._next_id, self._next_id + table.num_rows, dtype=np.int64)
+        self._next_id += table.num_rows
+        table = table.append_column("__id", pa.array(ids)).append_column(
+            "__matches", pa.array(np.zeros(table.num_rows, dtype=np.int64))
+        )
         other = self.kept[1 - side]
+        new_matches = np.zeros(table.num_rows, dtype=np.int64)
         if other is not None and other.num_rows:
             pair = (table, other) if side == 0 else (other, table)
-            self.out.append(self._join(*pair))
+            joined = self._join_ids(*pair)
+            mine = joined["__lid" if side == 0 else "__rid"].to_numpy()
+            theirs = joined["__rid" if side == 0 else "__lid"].to_numpy()
+            out = joined.drop_columns(["__lid", "__rid"])
+            if (1 - side) in self.outer and len(theirs):
+                # the other side's rows that had no match so far: retract their padded row
+                counts = other["__matches"].to_numpy()
+                other_ids = other["__id"].to_numpy()
+                hit_ids, hits = np.unique(theirs, return_counts=True)
+                pos = np.searchsorted(other_ids, hit_ids)
+                first = counts[pos] == 0
+                if first.any():
+                    lonely = other.take(pa.array(pos[first]))
+                    self.out.append(_tag(self._padded(lonely, 1 - side), DELETE))
+                counts = counts.copy()
+                np.add.at(counts, pos, hits)
+                other = other.set_column(
+                    other.schema.get_field_index("__matches"), "__matches", pa.array(counts)
+                )
+                self.kept[1 - side] = other
+            if out.num_rows:
+                self.out.append(_tag(out, INSERT))
+            if len(mine):
+                index = mine - ids[0]
+                np.add.at(new_matches, index, 1)
+        table = table.set_column(
+            table.schema.get_field_index("__matches"), "__matches", pa.array(new_matches)
+        )
+        if side in self.outer:
+            lonely = table.filter(pa.array(new_matches == 0))
+            if lonely.num_rows:
+                self.out.append(_tag(self._padded(lonely, side), INSERT))
         kept = self.kept[side]
         self.kept[side] = table if kept is None else pa.concat_tables([kept, table])
         return 0
+
+    def _join_ids(self, left: pa.Table, right: pa.Table) -> pa.Table:
+        sql = (
+            f'SELECT {self.spec.select_sql}, l."__id" AS "__lid", r."__id" AS "__rid" '
+            f"FROM l INNER JOIN r ON {self.spec.on_sql}"
+        )
+        return self._sql(sql, left, right)
+
+    def _padded(self, rows: pa.Table, side: int) -> pa.Table:
+        """*rows* of one side as output rows, the other side's columns NULL."""
+        empty = self.kept[1 - side]
+        other = empty.slice(0, 0) if empty is not None else None
+        if other is None:
+            schema = self.schemas[1 - side]
+            if schema is not None:
+                other = schema.empty_table()
+            else:  # not seen yet: NULL columns (the sink casts them to its types)
+                names = self.spec.input_columns[1 - side]
+                other = pa.table({c: pa.nulls(0) for c in names})
+        pair = (rows, other) if side == 0 else (other, rows)
+        how = "LEFT" if side == 0 else "RIGHT"
+        sql = f"SELECT {self.spec.select_sql} FROM l {how} JOIN r ON FALSE"
+        out = self._sql(sql, *pair)
+        if self.schemas[1 - side] is None:  # the padding's type is not known yet: NULL
+            n_left = len(self.spec.input_columns[0])
+            padded = range(n_left, out.num_columns) if side == 0 else range(n_left)
+            for i in padded:
+                out = out.set_column(i, out.schema.field(i).name, pa.nulls(out.num_rows))
+        return out
+
+    def _sql(self, sql: str, left: pa.Table, right: pa.Table) -> pa.Table:
+        self._con.register("l", left)
+        self._con.register("r", right)
+        try:
+            out = self._con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise PipelineError(f"join failed: {exc} (in {sql!r})") from exc
+        finally:
+            self._con.unregister("l")
+            self._con.unregister("r")
+        return _ms(out)
 
     def advance(self, watermark_ms: int) -> pa.Table:
         if self.spec.ttl_ms:
@@ -288,7 +388,20 @@ class RegularJoin(_TwoSided):
                 if kept is not None and kept.num_rows:
                     rest = kept.filter(pc.greater(kept["__seen"], cutoff))
                     self.kept[side] = rest if rest.num_rows else None
-        return self._emit()
+        out = self._emit()
+        if self.outer and OP not in out.column_names:
+            out = out.append_column(OP, pa.array(np.zeros(out.num_rows, dtype=np.int8)))
+        return out
+
+    def _meta(self) -> dict[str, Any]:
+        return {"next_id": self._next_id}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        self._next_id = int(meta.get("next_id", 0))
+
+
+def _tag(table: pa.Table, op: int) -> pa.Table:
+    return table.append_column(OP, pa.array(np.full(table.num_rows, op, dtype=np.int8)))
 
 
 def make_join(spec: JoinSpec) -> _TwoSided:

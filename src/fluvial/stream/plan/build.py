@@ -184,6 +184,8 @@ class _Rel:
     proctime: set[str] = field(default_factory=set)
     #: columns holding a fired window's bounds (output -> window_start | window_end | …)
     window_props: dict[str, str] = field(default_factory=dict)
+    #: the source itself emits updates (an outer regular join)
+    updating: bool = False
 
 
 # --------------------------------------------------------------------------- planner
@@ -259,7 +261,7 @@ class _Planner:
                 column=col,
                 source=self.script.source,
             )
-        updating = any(is_updating(st) for st in rel.steps)
+        updating = rel.updating or any(is_updating(st) for st in rel.steps)
         if updating:
             self.check_updates(sink_table, rel, insert)
         return Pipeline(
@@ -278,8 +280,11 @@ class _Planner:
         cls = connector_class(sink, "sink")
         if getattr(cls, "accepts_updates", False):
             return
-        step = next(st for st in rel.steps if is_updating(st))
-        if isinstance(step, GroupAgg):
+        step = next((st for st in rel.steps if is_updating(st)), None)
+        if step is None:
+            how = rel.scan.spec.how.upper() if isinstance(rel.scan, Join) else "?"
+            node = f"Join(joinType=[{how}])"
+        elif isinstance(step, GroupAgg):
             node = f"GroupAggregate(groupBy=[{', '.join(step.keys)}])"
         else:
             assert isinstance(step, WindowAgg)
@@ -419,7 +424,7 @@ class _Planner:
                 raise self.error(
                     f"UNION ALL inputs have {len(names)} and {len(rel.columns)} columns", p
                 )
-            if any(is_updating(st) for st in rel.steps):
+            if rel.updating or any(is_updating(st) for st in rel.steps):
                 raise self.unsupported("UNION ALL of an updating input", p)
             if rel.columns != names:
                 items = ", ".join(
@@ -570,7 +575,11 @@ class _Planner:
     def join(
         self, left: _Rel, right: _Rel, conds: list[exp.Expression], how: str, node: exp.Expression
     ) -> _Rel:
-        if any(is_updating(st) for st in (*left.steps, *right.steps)):
+        if (
+            left.updating
+            or right.updating
+            or any(is_updating(st) for st in (*left.steps, *right.steps))
+        ):
             raise self.unsupported("a join of an updating input", node)
         if not conds:
             raise self.unsupported("a join without a condition (a cross join)", node)
@@ -617,6 +626,7 @@ class _Planner:
             "select_sql": ", ".join(select),
             "columns": tuple(names),
             "detail": detail,
+            "input_columns": (tuple(left.columns), tuple(right.columns)),
         }
         rowtime = None
         if window:
@@ -642,8 +652,6 @@ class _Planner:
         else:
             if not keys:
                 raise self.unsupported("a join without an equality condition", node)
-            if how != "inner":
-                raise self.unsupported(f"a {how.upper()} regular join (without windows)", node)
             ttl = self.settings.get(STATE_TTL_KEY)
             spec = JoinSpec(
                 kind="regular", ttl_ms=parse_duration_ms(ttl) if ttl else 0, **spec_args
@@ -658,6 +666,7 @@ class _Planner:
         )
         rel = _Rel(joined, [], tuple(names), rowtime, set(scope))
         rel.scope = scope
+        rel.updating = spec.kind == "regular" and how != "inner"
         return rel
 
     def _time_bound(
@@ -845,7 +854,7 @@ class _Planner:
             rel = self.calc(body, rel)
         else:
             rel = self.query(body, ctes)
-        if any(is_updating(st) for st in rel.steps):
+        if rel.updating or any(is_updating(st) for st in rel.steps):
             raise self.unsupported("ROW_NUMBER() over an updating input", window)
         for p in partition:
             self.check_columns(p, rel)
@@ -1244,6 +1253,7 @@ class _Planner:
         detail = _flink_detail(items, where.this if where is not None else None)
         steps = [*rel.steps, Calc(sql, tuple(names), "Calc", detail)]
         out = _Rel(rel.scan, steps, tuple(names), rowtime)
+        out.updating = rel.updating
         out.proctime = proctime
         out.window_props = props
         return out
@@ -1270,7 +1280,7 @@ class _Planner:
         """A window aggregation, or with *spec* None an unbounded GROUP BY (updating)."""
         group = q.args.get("group")
         group_exprs = list(group.expressions) if group is not None else []
-        retract = any(is_updating(st) for st in rel.steps)
+        retract = rel.updating or any(is_updating(st) for st in rel.steps)
         if retract and spec is not None:
             raise self.unsupported("a window aggregation over an updating input", q)
         where = q.args.get("where")

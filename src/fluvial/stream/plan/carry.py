@@ -71,8 +71,9 @@ def _pipeline(p: Pipeline) -> Pipeline:
             assert isinstance(window, WindowAgg)
             steps[first] = dataclasses.replace(window, pre=_calc(window.pre, hidden))
     if p.updating:
-        k = next(i for i, s in enumerate(steps) if is_updating(s))
-        for i in range(k, len(steps)):
+        # the first updating step, or the source itself (an outer join): -1
+        k = next((i for i, s in enumerate(steps) if is_updating(s)), -1)
+        for i in range(max(k, 0), len(steps)):
             step = steps[i]
             if isinstance(step, Calc):
                 steps[i] = _calc(step, (OP,))

@@ -255,6 +255,8 @@ class JoinSpec:
     #: regular join: ``table.exec.state.ttl``
     ttl_ms: int = 0
     detail: str = ""
+    #: the two inputs' column names (an outer join pads a side it has not seen yet)
+    input_columns: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 @dataclass(frozen=True)
