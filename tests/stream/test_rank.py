@@ -172,3 +172,35 @@ def test_cascaded_window_aggregation_equals_batch(tmp_path: Path) -> None:
         .fetchall()
     )
     assert multiset(read_output(out, "*")) == multiset(want)
+
+
+def test_dedup_and_top_n_survive_a_snapshot() -> None:
+    """A restored operator continues exactly as the one it was taken from."""
+    import pyarrow as pa
+
+    from fluvial.stream.ops.dedup import Deduplicate
+    from fluvial.stream.ops.topn import TopN
+
+    def batch(rows: list[tuple[str, int]]) -> pa.Table:
+        return pa.table(
+            {
+                "k": [r[0] for r in rows],
+                "ts": pa.array([r[1] for r in rows], pa.timestamp("ms")),
+                "v": [r[1] % 7 for r in rows],
+            }
+        )
+
+    first, second = batch([("a", 5), ("b", 3), ("a", 9)]), batch([("a", 2), ("b", 11), ("c", 1)])
+    for make in (
+        lambda: Deduplicate(["k"], "ts", keep_last=True),
+        lambda: TopN(["k"], [("v", True, False)], 2, "rn"),
+    ):
+        whole, moved = make(), make()
+        for op in (whole, moved):
+            op.process(first, None)
+            op.advance(0)
+        restored = make()
+        restored.restore(moved.snapshot())
+        whole.process(second, None)
+        restored.process(second, None)
+        assert whole.advance(0).to_pylist() == restored.advance(0).to_pylist()

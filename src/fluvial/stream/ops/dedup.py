@@ -20,7 +20,6 @@ join with the kept rows decides replacements. State: the kept row per key (all c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Literal
 
@@ -29,11 +28,10 @@ import pyarrow as pa
 
 from fluvial.errors import PipelineError
 from fluvial.stream.ops.assign import epoch_ms
+from fluvial.stream.ops.frames import dump_frame, load_frame
 from fluvial.stream.ops.keyed import INSERT, UPDATE_AFTER, UPDATE_BEFORE, changelog
 
 __all__ = ["Deduplicate"]
-
-_META = b"fluvial.dedup_state"
 
 
 class Deduplicate:
@@ -106,23 +104,9 @@ class Deduplicate:
     def snapshot(self) -> bytes:
         if self._out:
             raise PipelineError("Deduplicate.snapshot() with un-emitted changes: advance first")
-        state = self._state if self._state is not None else pl.DataFrame()
-        table = state.to_arrow()
-        meta = {_META: json.dumps({"keep_last": self.keep_last}).encode()}
-        if self._schema is not None:
-            meta[b"fluvial.input_schema"] = self._schema.serialize().to_pybytes()
-        table = table.replace_schema_metadata(meta)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return bytes(sink.getvalue().to_pybytes())
+        return dump_frame(self._state, self._schema)
 
     def restore(self, data: bytes) -> None:
-        table = pa.ipc.open_stream(data).read_all()
-        meta = table.schema.metadata or {}
-        if b"fluvial.input_schema" in meta:
-            self._schema = pa.ipc.read_schema(pa.py_buffer(meta[b"fluvial.input_schema"]))
-        frame = pl.from_arrow(table.replace_schema_metadata(None))
-        assert isinstance(frame, pl.DataFrame)
-        self._state = frame if frame.height else None
+        self._state, schema = load_frame(data)
+        self._schema = schema or self._schema
         self._out = []

@@ -23,7 +23,6 @@ forgotten; its next row starts it again (``+I``).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,13 +31,13 @@ import polars as pl
 import pyarrow as pa
 
 from fluvial.errors import PipelineError
+from fluvial.stream.ops.frames import dump_frame, load_frame
 from fluvial.stream.ops.keyed import DELETE, INSERT, OP, UPDATE_AFTER, UPDATE_BEFORE, changelog
 from fluvial.stream.ops.partials import Partials
 from fluvial.stream.ops.spec import AggSpec
 
 __all__ = ["GroupAggregate"]
 
-_META = b"fluvial.group_state"
 _KEY = "__k"  # the constant key of a GROUP BY with no keys (a global aggregate)
 
 
@@ -228,26 +227,13 @@ class GroupAggregate:
         """The per-key partials as Arrow IPC (pending rows are emitted before checkpoints)."""
         if self._pending:
             raise PipelineError("GroupAggregate.snapshot() with un-emitted rows: advance first")
-        state = self._state if self._state is not None else pl.DataFrame()
-        table = state.to_arrow()
-        meta = {_META: json.dumps({"ttl_ms": self.ttl_ms}).encode()}
-        if self._schema is not None:
-            meta[b"fluvial.input_schema"] = self._schema.serialize().to_pybytes()
-        table = table.replace_schema_metadata(meta)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return bytes(sink.getvalue().to_pybytes())
+        return dump_frame(self._state, self._schema)
 
     def restore(self, data: bytes) -> None:
-        table = pa.ipc.open_stream(data).read_all()
-        meta = table.schema.metadata or {}
-        if b"fluvial.input_schema" in meta:
+        self._state, schema = load_frame(data)
+        if schema is not None:
             self._schema = None
-            self._bind(pa.ipc.read_schema(pa.py_buffer(meta[b"fluvial.input_schema"])))
-        frame = pl.from_arrow(table.replace_schema_metadata(None))
-        assert isinstance(frame, pl.DataFrame)
-        self._state = frame if frame.height else None
+            self._bind(schema)
         self._pending = []
 
 

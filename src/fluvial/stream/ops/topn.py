@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from fluvial.errors import PipelineError
+from fluvial.stream.ops.frames import dump_frame, load_frame
 from fluvial.stream.ops.keyed import INSERT, UPDATE_AFTER, UPDATE_BEFORE, changelog
 
 __all__ = ["TopN"]
@@ -132,22 +133,9 @@ class TopN:
     def snapshot(self) -> bytes:
         if self._pending:
             raise PipelineError("TopN.snapshot() with un-emitted rows: advance first")
-        table = (self._state if self._state is not None else pl.DataFrame()).to_arrow()
-        meta = {}
-        if self._schema is not None:
-            meta[b"fluvial.input_schema"] = self._schema.serialize().to_pybytes()
-        table = table.replace_schema_metadata(meta)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return bytes(sink.getvalue().to_pybytes())
+        return dump_frame(self._state, self._schema)
 
     def restore(self, data: bytes) -> None:
-        table = pa.ipc.open_stream(data).read_all()
-        meta = table.schema.metadata or {}
-        if b"fluvial.input_schema" in meta:
-            self._schema = pa.ipc.read_schema(pa.py_buffer(meta[b"fluvial.input_schema"]))
-        frame = pl.from_arrow(table.replace_schema_metadata(None))
-        assert isinstance(frame, pl.DataFrame)
-        self._state = frame if frame.height else None
+        self._state, schema = load_frame(data)
+        self._schema = schema or self._schema
         self._pending = []
