@@ -17,7 +17,8 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   ├── TopicExistsError
     │   ├── OffsetOutOfRangeError
     │   └── CorruptLogError            a checksum or framing error outside the recoverable tail
-    ├── AuthenticationError            a missing, unknown or revoked write key
+    ├── AuthenticationError            a missing, unknown or revoked write key or API key
+    ├── PermissionDeniedError          a principal may not do this (names the grant it lacks)
     ├── OverloadedError                back-pressure: try again later (HTTP 503)
     ├── CommitConflictError            a lake commit kept losing to concurrent writers
     ├── SqlError                       a pipeline's SQL is wrong (says line and column)
@@ -54,6 +55,7 @@ __all__ = [
     "NotFoundError",
     "OffsetOutOfRangeError",
     "OverloadedError",
+    "PermissionDeniedError",
     "PipelineError",
     "SchemaError",
     "SqlError",
@@ -136,6 +138,18 @@ class CorruptLogError(LogError):
 
 class AuthenticationError(FluvialError):
     """A missing, unknown or revoked write key (HTTP 401)."""
+
+
+class PermissionDeniedError(FluvialError):
+    """A principal lacks the permission an action needs (HTTP 403); says which and why.
+
+    >>> str(PermissionDeniedError("column curated.dim_users.email (tag pii) for role analyst"))
+    'permission denied: column curated.dim_users.email (tag pii) for role analyst'
+    """
+
+    def __init__(self, message: str) -> None:
+        self.detail = message
+        super().__init__(f"permission denied: {message}")
 
 
 class OverloadedError(FluvialError):

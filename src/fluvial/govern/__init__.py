@@ -1,0 +1,23 @@
+"""Governance (our Lake Formation and CloudTrail): principals, grants, tags, row filters,
+column masks, one enforcement point for every query, the audit log, right to be forgotten.
+
+The contract between its parts is :mod:`fluvial.govern.model`: policies answer a
+:class:`~fluvial.govern.model.TableAccess` per principal and table; enforcement rewrites
+user SQL with it; every decision is written to the :mod:`~fluvial.govern.audit` log.
+"""
+
+from __future__ import annotations
+
+from fluvial.govern.audit import AuditLog, AuditRecord, Verification, open_audit
+from fluvial.govern.model import AccessResolver, Mask, Principal, TableAccess
+
+__all__ = [
+    "AccessResolver",
+    "AuditLog",
+    "AuditRecord",
+    "Mask",
+    "Principal",
+    "TableAccess",
+    "Verification",
+    "open_audit",
+]
