@@ -25,9 +25,11 @@ from fluvial.errors import ConfigError, did_you_mean
 __all__ = [
     "AlertsSettings",
     "ApiSettings",
+    "AwsSettings",
     "BatchSettings",
     "CollectorSettings",
     "FlinkSettings",
+    "GovernSettings",
     "KafkaSettings",
     "LakeSettings",
     "LineageSettings",
@@ -291,6 +293,31 @@ class UpSettings:
 
 
 @dataclass(frozen=True)
+class GovernSettings:
+    """Governance: who may read what, and the audit log."""
+
+    require_auth: bool = _f(
+        True, "the HTTP API and UI need an API key (Authorization: Bearer …); false = open"
+    )
+    sql_max_rows: int = _f(100_000, "self-service SQL: the most rows one query returns")
+    sql_timeout_seconds: float = _f(60.0, "self-service SQL: interrupt a query after this long")
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """AWS backends (Kinesis, S3 + Glue, DynamoDB), used where a section names them."""
+
+    region: str = _f("us-east-1", "the AWS region")
+    endpoint_url: str = _f(
+        "", "one endpoint for every AWS API (an emulator such as moto's server; empty = AWS)"
+    )
+    profile: str = _f("", "the AWS credentials profile (empty = the default chain)")
+    resource_prefix: str = _f(
+        "fluvial", "prefix of the streams, tables, buckets and Glue databases Fluvial creates"
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of a project's settings."""
 
@@ -308,6 +335,8 @@ class Settings:
     up: UpSettings = field(default_factory=UpSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    govern: GovernSettings = field(default_factory=GovernSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
 
 
 def _sections() -> dict[str, type]:
