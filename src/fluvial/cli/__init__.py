@@ -14,6 +14,7 @@ from typer._click.exceptions import ClickException  # Typer vendors its own Clic
 
 from fluvial.cli import (
     alerts,
+    audit,
     batch,
     collect,
     demo,
@@ -24,6 +25,7 @@ from fluvial.cli import (
     lambda_kappa,
     lineage,
     log,
+    principals,
     quality,
     schemas,
     sql,
@@ -69,6 +71,9 @@ app.add_typer(store.app, name="store")
 app.add_typer(quality.app, name="quality")
 app.add_typer(batch.app, name="batch")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(principals.app, name="principals")
+app.add_typer(principals.roles_app, name="roles")
+app.add_typer(audit.app, name="audit")
 sql.register(app)
 lineage.register(app)
 up_cli.register(app)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from fluvial.cli._common import console
+from fluvial.govern.principals import open_principals
 from fluvial.project import Project
 
 
@@ -26,9 +27,18 @@ def register(app: typer.Typer) -> None:
             "into the project (e.g. clickstream).",
         ),
     ) -> None:
-        """Write a project: fluvial.toml (every setting, commented), pipelines/, models/, schemas/."""
+        """Write a project: fluvial.toml (every setting, commented), pipelines/, models/, schemas/,
+        and an admin principal whose API key is printed once."""
         project = Project.init(directory, exist_ok=force, example=example)
         console.print(f"created project in [bold]{project.root}[/]")
+        store = open_principals(project)
+        if (made := store.bootstrap()) is not None:
+            console.print(
+                f"created the admin principal [bold]{made[0].name}[/]; its API key (also in "
+                f"{store.key_file}, readable by you only) is shown once:",
+                highlight=False,
+            )
+            print(made[1])  # plain: the secret must be copyable, not wrapped or styled
         if example is not None:
             console.print(
                 f"with the [bold]{example}[/] example: see docs/warehouse.md for the next steps"

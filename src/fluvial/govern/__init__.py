@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fluvial.govern.audit import AuditLog, AuditRecord, Verification, open_audit
 from fluvial.govern.model import AccessResolver, Mask, Principal, TableAccess
+from fluvial.govern.principals import PrincipalStore, Role, open_principals
 
 __all__ = [
     "AccessResolver",
@@ -17,7 +18,10 @@ __all__ = [
     "AuditRecord",
     "Mask",
     "Principal",
+    "PrincipalStore",
+    "Role",
     "TableAccess",
     "Verification",
     "open_audit",
+    "open_principals",
 ]

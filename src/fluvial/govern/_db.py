@@ -1,0 +1,162 @@
+"""The governance database: one SQLite file, ``<data_dir>/govern/policy.db``, in WAL mode.
+
+Principals, API key hashes, roles, grants, tags, filters and masks live in it. Every
+process (the API server, ``fluvial up``'s workers, the CLI) opens its own short-lived
+connections: WAL lets readers run beside one writer, writers serialize on
+``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for each other. The file is created
+readable by its owner only: it holds key hashes and the whole access policy.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fluvial.project import Project
+
+__all__ = ["GovernDb", "govern_dir", "now"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS principals (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    disabled_at TEXT
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL REFERENCES principals(name),
+    sha256 TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS roles (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    builtin INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    role TEXT NOT NULL REFERENCES roles(name),
+    member TEXT NOT NULL,
+    PRIMARY KEY (role, member)
+);
+CREATE TABLE IF NOT EXISTS grants (
+    id INTEGER PRIMARY KEY,
+    grantee TEXT NOT NULL,
+    privilege TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    tbl TEXT NOT NULL DEFAULT '',
+    col TEXT NOT NULL DEFAULT '',
+    grant_option INTEGER NOT NULL DEFAULT 0,
+    granted_by TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (grantee, privilege, namespace, tbl, col)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    namespace TEXT NOT NULL,
+    tbl TEXT NOT NULL DEFAULT '',
+    col TEXT NOT NULL DEFAULT '',
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, tbl, col, key)
+);
+CREATE TABLE IF NOT EXISTS tag_grants (
+    id INTEGER PRIMARY KEY,
+    expression TEXT NOT NULL,
+    privilege TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    grant_option INTEGER NOT NULL DEFAULT 0,
+    granted_by TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (expression, privilege, grantee)
+);
+CREATE TABLE IF NOT EXISTS filters (
+    name TEXT PRIMARY KEY,
+    grantee TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    tbl TEXT NOT NULL,
+    row_filter TEXT,
+    include TEXT,
+    exclude TEXT,
+    created_by TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS masks (
+    grantee TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    tbl TEXT NOT NULL,
+    col TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    keep_last INTEGER NOT NULL DEFAULT 4,
+    created_by TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (grantee, namespace, tbl, col)
+);
+INSERT OR IGNORE INTO roles (name, created_at, builtin) VALUES ('admin', '1970-01-01T00:00:00+00:00', 1);
+"""
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def govern_dir(project: Project) -> Path:
+    """``<data_dir>/govern``, created owner-only on first use."""
+    path = project.data_dir / "govern"
+    if not path.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    return path
+
+
+class GovernDb:
+    """The SQLite file at *path*; :meth:`read` and :meth:`write` give connections."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        fresh = not self.path.exists()
+        if fresh:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        if not self._ready:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            self._ready = True
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading (one consistent snapshot per statement)."""
+        with closing(self._connect()) as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on error."""
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
