@@ -18,6 +18,7 @@ from fluvial.cli import (
     batch,
     collect,
     demo,
+    forget,
     generate,
     init,
     keys,
@@ -76,6 +77,7 @@ app.add_typer(principals.roles_app, name="roles")
 app.add_typer(audit.app, name="audit")
 sql.register(app)
 lineage.register(app)
+forget.register(app)
 up_cli.register(app)
 lambda_kappa.register(app)
 lambda_kappa.register_stream(stream.app)

@@ -7,6 +7,7 @@ rows for scans, a Python dict replaying the writes for upserts, deletes and chan
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from decimal import Decimal
 from typing import Any
@@ -473,3 +474,41 @@ def test_mistakes_are_clear_errors(store: Store) -> None:
             "t", pa.table({"k": [1], "v": ["a"], "_op": pa.array([7], pa.int8())}), ["k"], 1, "s"
         )
     assert store.scan("t").to_pylist() == [{"k": 1, "v": "a"}]
+
+
+def test_forget_removes_rows_by_key_or_value_expired_ones_too(
+    store: Store, clock: FakeClock, tmp_path: Any
+) -> None:
+    from fluvial.govern.subject import Subject
+
+    subject = Subject("u100042", ("0b9e7c1a-1111-4c4c-8d8d-000000000042",))
+    by_user = pa.table({"user_id": ["u100042", "u100007", "u1000421"], "n": [1, 2, 3]})
+    by_device = pa.table(
+        {
+            "anonymous_id": ["0b9e7c1a-1111-4c4c-8d8d-000000000042", "other"],
+            "last_page": ["/cart", "/home"],
+        }
+    )
+    notes = pa.table({"k": [1, 2, 3], "note": ['{"who":"u100042"}', "nobody", None]})
+    store.upsert("by_user", by_user, ["user_id"])
+    store.upsert("by_device", by_device, ["anonymous_id"], ttl_seconds=5)
+    store.upsert("notes", notes, ["k"])
+    clock.advance(10)  # the device row expired: invisible, but it must go as well
+    store.upsert("by_device", by_device.slice(1), ["anonymous_id"])
+
+    def rows_of(rows: pa.Table) -> Any:
+        return subject.mask(rows)
+
+    assert store.forget(rows_of, dry_run=True) == {"by_user": 1, "notes": 1}
+    assert store.count("by_user") == 3
+    assert store.forget(rows_of) == {"by_user": 1, "notes": 1}
+    assert sorted(store.scan("by_user")["user_id"].to_pylist()) == ["u100007", "u1000421"]
+    assert store.scan("notes")["k"].to_pylist() == [2, 3]
+    assert store.scan("by_device")["anonymous_id"].to_pylist() == ["other"]
+    assert store.purge_expired() == 0  # the expired row of the subject went with forget
+    assert store.forget(rows_of) == {}
+    if store.name == "sqlite":  # and the file no longer holds the bytes
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("store.db")]
+        for path in files:
+            raw = path.read_bytes()
+            assert not re.search(rb"u100042(?![0-9])", raw) and b"000000000042" not in raw, path

@@ -304,6 +304,33 @@ class Store(ABC):
             info, upserts, deletes, self._expiry(ttl_seconds), (sink_id, int(checkpoint_id))
         )
 
+    def forget(
+        self, rows_of: Callable[[pa.Table], pa.Array | pa.ChunkedArray], *, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Delete, in every table, the rows *rows_of* selects (a boolean mask over a table's
+        rows, keys and values), expired ones included, then reclaim the space they used so
+        the backend's files no longer hold them. Returns the rows removed per table (with
+        *dry_run*: that would be removed)."""
+        if not dry_run:
+            self.purge_expired()  # expired rows are invisible to scans but still stored
+        now = self._now_ms()
+        removed: dict[str, int] = {}
+        for info in self.tables():
+            everything = ScanRange(_values(info, [], "prefix"), None, None, None, False)
+            rows = self._scan(info, everything, now)
+            hit = rows_of(rows)
+            keys = rows.filter(hit).select(list(info.key))
+            if keys.num_rows:
+                removed[info.name] = keys.num_rows
+                if not dry_run:
+                    self._write(info, info.schema.empty_table(), keys, None, None)
+        if not dry_run:
+            self._reclaim()
+        return removed
+
+    def _reclaim(self) -> None:  # noqa: B027 - optional hook
+        """Make deleted rows' bytes unrecoverable from the backend's files (e.g. VACUUM)."""
+
     def last_checkpoint(self, sink_id: str) -> int | None:
         """The last checkpoint id :meth:`apply` recorded for *sink_id* (None: none yet)."""
         return self._last_checkpoint(sink_id)

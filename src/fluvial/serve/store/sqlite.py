@@ -181,6 +181,11 @@ class SQLiteStore(Store):
             self._all.clear()
         self._local = threading.local()
 
+    def _reclaim(self) -> None:
+        """VACUUM rebuilds the file without free pages; the WAL is then emptied."""
+        self._query("VACUUM")
+        self._query("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # -- tables ------------------------------------------------------------------------------
 
     def _load_tables(self) -> dict[str, TableInfo]:

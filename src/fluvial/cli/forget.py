@@ -1,0 +1,70 @@
+"""``fluvial forget``: remove one user's rows from the log, lake, warehouse and store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fluvial.cli._common import JsonOpt, ProjectOpt, console, open_project, print_json
+from fluvial.errors import PermissionDeniedError
+
+__all__ = ["register"]
+
+
+def _principal() -> str:
+    """Who is forgetting: local file access is the bootstrap admin; an API key must be
+    an admin's."""
+    key = os.environ.get("FLUVIAL_API_KEY", "").strip()
+    if not key:
+        return "local-admin"
+    raise PermissionDeniedError(
+        "fluvial forget runs with local file access (the bootstrap admin); unset "
+        "FLUVIAL_API_KEY, or use an admin principal's key once principals are configured"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("forget")
+    def forget_cmd(
+        user_id: str = typer.Option(..., "--user-id", help="The user to forget."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be removed."),
+        keep_log: bool = typer.Option(
+            False,
+            "--keep-log",
+            help="With a Kafka log (no per-record delete): forget everywhere else and "
+            "leave the log's records to its retention.",
+        ),
+        project_dir: ProjectOpt = Path("."),
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Remove a user's rows (and their devices' pre-login events) everywhere: the
+        log's retained records, every lake zone, the warehouse and the store."""
+        from fluvial.govern.forget import forget
+
+        principal = _principal()
+        report = forget(
+            open_project(project_dir),
+            user_id,
+            principal=principal,
+            dry_run=dry_run,
+            keep_log=keep_log,
+        )
+        if as_json:
+            print_json(report.to_dict())
+            return
+        verb = "would remove" if dry_run else "removed"
+        table = Table(title=f"forget {user_id} ({len(report.anonymous_ids)} devices)")
+        for col in ("place", "table", "rows", "matched by", "detail"):
+            table.add_column(col, justify="right" if col == "rows" else "left")
+        for r in report.removals:
+            table.add_row(r.place, r.name, str(r.rows), ", ".join(r.columns), r.detail)
+        console.print(table)
+        totals = ", ".join(f"{place} {rows}" for place, rows in report.totals().items())
+        console.print(f"{verb} rows: {totals}; files deleted: {report.files_deleted}")
+        for note in report.notes:
+            console.print(f"note: {note}", highlight=False)
+        if not dry_run:
+            console.print("recorded in the audit log", highlight=False)

@@ -1,0 +1,304 @@
+"""``fluvial forget``: the reference project built end to end (log, archiver, batch build,
+a store-sink pipeline), one user forgotten, and every table, store and file checked.
+
+The proof of "no trace" is independent of forget's own matching: every file under the
+data dir is decoded by format (Parquet, the log's Arrow IPC frames, DuckDB, SQLite, Avro
+manifests) and every value searched for the ids, and every file's raw bytes are grepped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from fluvial.batch import QualityHooks, run
+from fluvial.batch.warehouse import warehouse_path
+from fluvial.cli import main
+from fluvial.events.ingest import Ingestor
+from fluvial.examples.clickstream import load_catalogue
+from fluvial.generate.clickstream import ClickstreamConfig, clickstream_batches
+from fluvial.govern.audit import open_audit
+from fluvial.govern.forget import forget
+from fluvial.lake import Archiver, open_lake
+from fluvial.lake.query import extension_path
+from fluvial.log.embedded.segment import decode_body, scan_headers
+from fluvial.project import Project
+from fluvial.serve.store import open_store
+from fluvial.stream.job import plan_text
+from fluvial.stream.runtime import run_job
+
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+BUILT_AT = datetime(2026, 1, 20, 8, 0, tzinfo=UTC)
+
+PIPELINE = """
+CREATE TABLE events (
+  event_id STRING, event_type STRING, event_time TIMESTAMP_LTZ(3),
+  user_id STRING, anonymous_id STRING,
+  WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND
+) WITH ('connector' = 'fluvial', 'topic' = 'events');
+CREATE TABLE last_events (
+  event_id STRING, event_type STRING, user_id STRING, anonymous_id STRING,
+  PRIMARY KEY (event_id) NOT ENFORCED
+) WITH ('connector' = 'store', 'table' = 'last_events');
+INSERT INTO last_events SELECT event_id, event_type, user_id, anonymous_id FROM events;
+"""
+
+
+def build(root: Path, events: int, users: int) -> Project:
+    """The clickstream project: events through the log, archived, built, and a pipeline
+    into the store."""
+    project = Project.init(root, example="clickstream")
+    config = ClickstreamConfig(events=events, seed=5, users=users, days=10, start_ms=START_MS)
+    with Ingestor.for_project(project) as ingestor:
+        for batch in clickstream_batches(config):
+            ingestor.ingest(batch.lines(), received_at_ms=START_MS + 11 * 86_400_000, app_id="demo")
+    with open_lake(project) as lake, project.open_log() as log:
+        Archiver(lake, log, settings=project.settings).run(until_idle=True)
+    load_catalogue(project, exported_at=BUILT_AT)
+    run(project, hooks=QualityHooks(project), now=BUILT_AT)
+    job = plan_text(PIPELINE, source="last_events.sql")
+    # the job's checkpoints live outside the data dir (see the module's notes in docs)
+    run_job(job, project=project, until_idle=True, checkpoint_dir=root.parent / "checkpoints")
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return build(tmp_path_factory.mktemp("forget") / "shop", events=4_000, users=60)
+
+
+def log_events(project: Project) -> pa.Table:
+    with project.open_log() as log:
+        parts = []
+        for info in log.list_topics():
+            if info.name != "events":
+                continue
+            for p in info.partitions:
+                parts.append(log.read("events", p.partition, p.start_offset, 10**7))
+    return pa.concat_tables(parts)
+
+
+def pick_user(project: Project) -> tuple[str, set[str]]:
+    """A user with identified and anonymous events, on devices no one else used."""
+    events = log_events(project)
+    rows = events.select(["user_id", "anonymous_id"]).to_pylist()
+    users_of: dict[str, set[str]] = {}
+    for r in rows:
+        if r["anonymous_id"] and r["user_id"]:
+            users_of.setdefault(r["anonymous_id"], set()).add(r["user_id"])
+    anonymous = Counter(r["anonymous_id"] for r in rows if r["user_id"] is None)
+    best: tuple[int, str, set[str]] | None = None
+    for user in sorted({r["user_id"] for r in rows if r["user_id"]}):
+        devices = {a for a, us in users_of.items() if user in us}
+        if any(len(users_of[d]) > 1 for d in devices):
+            continue
+        pre_login = sum(anonymous[d] for d in devices)
+        if pre_login and (best is None or pre_login > best[0]):
+            best = (pre_login, user, devices)
+    assert best is not None
+    return best[1], best[2]
+
+
+def count_lake(project: Project) -> dict[str, int]:
+    with open_lake(project) as lake:
+        return {
+            name: lake.table(name).scan().to_arrow().num_rows
+            for name in lake.tables()
+            if lake.table(name).current_snapshot() is not None
+        }
+
+
+def count_warehouse(project: Project) -> dict[str, int]:
+    con = duckdb.connect(str(warehouse_path(project)), read_only=True)
+    try:
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name = 'marts'"
+        ).fetchall()
+        return {
+            f"{s}.{t}": con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0]  # type: ignore[index]
+            for s, t in tables
+        }
+    finally:
+        con.close()
+
+
+def count_store(project: Project) -> dict[str, int]:
+    with open_store(project) as store:
+        return {t.name: store.count(t.name) for t in store.tables()}
+
+
+# ---------------------------------------------------------------- file scanning
+
+
+def _values(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _values(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _values(v)
+    elif isinstance(value, bytes):
+        yield value.decode("utf-8", "replace")
+    elif value is not None:
+        yield str(value)
+
+
+def decoded_values(path: Path) -> Iterator[str]:
+    """Every value a file holds, decoded by its format (nothing for unknown formats)."""
+    name = path.name
+    if name.endswith(".parquet"):
+        yield from _values(pq.read_table(path).to_pylist())
+    elif name.endswith(".seg"):
+        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            scan = scan_headers(fd, 0, len(raw), int(path.stem))
+        finally:
+            os.close(fd)
+        for pos, header in zip(scan.positions, scan.headers, strict=True):
+            body = pa.py_buffer(raw[pos + 40 : pos + 40 + header.body_bytes])
+            yield from _values(decode_body(body).to_pylist())
+    elif name.endswith(".avro"):
+        con = duckdb.connect()
+        try:
+            con.execute(f"LOAD '{extension_path('avro')}'")
+            yield from _values(con.execute(f"SELECT * FROM read_avro('{path}')").fetchall())
+        finally:
+            con.close()
+    elif name.endswith(".duckdb"):
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            for s, t in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables()"
+            ).fetchall():
+                yield from _values(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall())
+        finally:
+            con.close()
+    elif name.endswith(".db") or name.endswith(".sqlite"):
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+                yield from _values(con.execute(f'SELECT * FROM "{t}"').fetchall())
+        finally:
+            con.close()
+
+
+def traces(project: Project, ids: set[str]) -> list[str]:
+    """Every file under the data dir that holds one of *ids*, and how it was found."""
+    pattern = "(?<![A-Za-z0-9_-])(" + "|".join(map(re.escape, ids)) + ")(?![A-Za-z0-9_-])"
+    text = re.compile(pattern)
+    raw = re.compile(pattern.encode())
+    found = []
+    for path in sorted(project.data_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        if raw.search(path.read_bytes()):
+            found.append(f"{path} (bytes)")
+        if any(text.search(v) for v in decoded_values(path)):
+            found.append(f"{path} (values)")
+    return found
+
+
+# ---------------------------------------------------------------- the test
+
+
+def test_forget_leaves_no_trace_and_keeps_everyone_else(project: Project) -> None:
+    user, devices = pick_user(project)
+    ids = {user, *devices}
+    assert traces(project, ids), "the scan must see the user before forget"
+    lake_before, wh_before, store_before = (
+        count_lake(project),
+        count_warehouse(project),
+        count_store(project),
+    )
+    events_before = log_events(project)
+
+    preview = forget(project, user, dry_run=True)
+    assert set(preview.anonymous_ids) == devices
+    assert count_lake(project) == lake_before  # a dry run changes nothing
+    assert preview.totals()["log"] > 0 and preview.totals()["lake"] > 0
+
+    report = forget(project, user, principal="admin")
+    assert report.removals == preview.removals
+    removed = {(r.place, r.name): r.rows for r in report.removals}
+
+    # every place: 0 rows of the subject, everyone else's rows all still there
+    lake_after = count_lake(project)
+    for name, before in lake_before.items():
+        assert lake_after[name] == before - removed.get(("lake", name), 0), name
+    with open_lake(project) as lake:
+        for name in lake.tables():
+            data = lake.table(name).scan().to_arrow()
+            for col in ("user_id", "anonymous_id"):
+                if col in data.column_names:
+                    assert not pc.any(pc.is_in(data[col], pa.array(sorted(ids)))).as_py(), name
+            assert len(lake.table(name).metadata.snapshots) <= 1, name
+    wh_after = count_warehouse(project)
+    for name, before in wh_before.items():
+        assert wh_after[name] == before - removed.get(("warehouse", name), 0), name
+    store_after = count_store(project)
+    for name, before in store_before.items():
+        assert store_after[name] == before - removed.get(("store", name), 0), name
+    assert removed[("store", "last_events")] > 0
+
+    events_after = log_events(project)
+    assert events_after["_offset"].to_pylist() == events_before["_offset"].to_pylist()
+    forgotten = pc.equal(events_after["event_type"], "forgotten")
+    assert pc.sum(forgotten).as_py() == removed[("log", "events")]
+    assert events_after.filter(forgotten)["user_id"].null_count == removed[("log", "events")]
+    kept = pc.invert(forgotten)
+    assert events_after.filter(kept).equals(
+        events_before.filter(kept), check_metadata=False
+    )  # everyone else's records are untouched, at the same offsets
+
+    assert traces(project, ids) == []
+
+    (record,) = list(open_audit(project).records(kind="forget"))
+    assert record.principal == "admin"
+    assert record.data["totals"] == report.totals()
+    assert user not in str(record.data)
+    assert open_audit(project).verify().ok
+
+
+def test_forget_refuses_while_a_collector_holds_the_log(tmp_path: Path) -> None:
+    from fluvial.errors import LogError
+
+    project = Project.init(tmp_path / "p", example="clickstream")
+    with Ingestor.for_project(project) as ingestor:
+        config = ClickstreamConfig(events=200, seed=1, users=5, days=1, start_ms=START_MS)
+        for batch in clickstream_batches(config):
+            ingestor.ingest(batch.lines(), received_at_ms=START_MS + 86_400_000, app_id="demo")
+        user = log_events(project)["user_id"].drop_null()[0].as_py()
+        before = [p.read_bytes() for p in sorted(project.data_dir.rglob("*.seg"))]
+        with pytest.raises(LogError, match="Stop the collector"):
+            forget(project, user)
+        assert [p.read_bytes() for p in sorted(project.data_dir.rglob("*.seg"))] == before
+    assert forget(project, user).totals()["log"] > 0
+
+
+def test_cli_forget_dry_run_and_json(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    code = main(
+        ["forget", "--user-id", "u-nobody", "--dry-run", "--json", "--project", str(project.root)]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] is True and out["totals"] == {
+        "log": 0,
+        "lake": 0,
+        "warehouse": 0,
+        "store": 0,
+    }
