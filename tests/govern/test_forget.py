@@ -302,3 +302,22 @@ def test_cli_forget_dry_run_and_json(project: Project, capsys: pytest.CaptureFix
         "warehouse": 0,
         "store": 0,
     }
+
+
+def test_only_an_admin_may_forget(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fluvial.govern.principals import open_principals
+
+    _, secret = open_principals(project).create("analyst", "user", [], by=None)
+    monkeypatch.setenv("FLUVIAL_API_KEY", secret)
+    args = ["forget", "--user-id", "u-nobody", "--project", str(project.root)]
+    assert main(args) == 1
+    assert "needs the admin role, which analyst does not hold" in capsys.readouterr().err
+    monkeypatch.setenv("FLUVIAL_API_KEY", "fvk_not-a-key")
+    assert main(args) == 1
+    assert "unknown API key" in capsys.readouterr().err
+    monkeypatch.delenv("FLUVIAL_API_KEY")
+    assert main(args) == 0  # local file access: the bootstrap admin
+    (*_, last) = open_audit(project).records(kind="forget")
+    assert last.principal == "root"

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from fluvial.cli._common import JsonOpt, ProjectOpt, console, open_project, print_json
-from fluvial.errors import PermissionDeniedError
 
 __all__ = ["register"]
-
-
-def _principal() -> str:
-    """Who is forgetting: local file access is the bootstrap admin; an API key must be
-    an admin's."""
-    key = os.environ.get("FLUVIAL_API_KEY", "").strip()
-    if not key:
-        return "local-admin"
-    raise PermissionDeniedError(
-        "fluvial forget runs with local file access (the bootstrap admin); unset "
-        "FLUVIAL_API_KEY, or use an admin principal's key once principals are configured"
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -42,13 +28,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove a user's rows (and their devices' pre-login events) everywhere: the
         log's retained records, every lake zone, the warehouse and the store."""
+        from fluvial.cli._govern import acting, require_admin
         from fluvial.govern.forget import forget
 
-        principal = _principal()
+        project = open_project(project_dir)
+        # FLUVIAL_API_KEY's principal, or the bootstrap admin for local file access
+        principal = acting(project)
+        require_admin(principal, "fluvial forget")
         report = forget(
-            open_project(project_dir),
+            project,
             user_id,
-            principal=principal,
+            principal=principal.name,
             dry_run=dry_run,
             keep_log=keep_log,
         )
