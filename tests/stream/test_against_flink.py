@@ -111,6 +111,20 @@ QUERIES: dict[str, tuple[str, str]] = {
            FROM events
            WHERE page <> '/home' AND (amount IS NULL OR amount < 90) AND price > 1.5""",
     ),
+    # `/` on integers truncates toward zero in Flink (negative operands included)
+    "arithmetic": (
+        "user_id STRING, q INT, neg INT, wide BIGINT, r INT, per DOUBLE, ts TIMESTAMP(3)",
+        """SELECT user_id, amount / 7, (amount - 50) / 7, CAST(amount AS BIGINT) / -3,
+                  MOD(amount, 7), price / 4, ts
+           FROM events
+           WHERE amount IS NOT NULL""",
+    ),
+    "tumble_ratio": (
+        "window_start TIMESTAMP(3), user_id STRING, per_event BIGINT, half INT",
+        """SELECT window_start, user_id, SUM(amount) / COUNT(*), MAX(amount) / 2
+           FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+           GROUP BY window_start, window_end, user_id""",
+    ),
 }
 
 

@@ -102,7 +102,11 @@ CASES = [
     ("MAP['a', 1, 'b', 2]['b']", 2),
     ("CARDINALITY(arr)", 3),
     ("MOD(x, 4)", 3),
-    ("7 / 2", 3.5),
+    ("7 / 2", 3),  # integer division truncates toward zero, as in Flink (Java)
+    ("-7 / 2", -3),
+    ("CAST(7 AS BIGINT) / -2", -3),
+    ("CAST(7 AS DOUBLE) / 2", 3.5),
+    ("x / 2.0", 3.5),
 ]
 
 

@@ -12,54 +12,62 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlglot import exp
 
-from fluvial.errors import SqlError, UnsupportedSqlError, did_you_mean
+from fluvial.errors import SqlError, did_you_mean
 from fluvial.stream.connectors.options import Options
 from fluvial.stream.ops.spec import AggFunc, AggSpec, WindowSpec
+from fluvial.stream.plan.base import STATE_TTL_KEY, WATERMARK_INTERVAL_KEY, parse_duration_ms
 from fluvial.stream.plan.carry import carry_job
+from fluvial.stream.plan.exprs import (
+    Rel,
+    call_args,
+    func_name,
+    output_name,
+    quote,
+    unqualified,
+)
 from fluvial.stream.plan.fuse import fuse_job
+from fluvial.stream.plan.joins import JoinPlanning
 from fluvial.stream.plan.nodes import (
     BATCH,
     Calc,
     Chain,
-    Dedup,
     GroupAgg,
     Job,
     Join,
-    JoinSpec,
-    LookupJoin,
     Pipeline,
     PyStep,
     PyWindow,
     Scan,
     SinkNode,
-    Source,
-    Step,
-    TopN,
     Union,
     WindowAgg,
-    WindowBuffer,
     is_updating,
 )
+from fluvial.stream.plan.ranks import RankPlanning
 from fluvial.stream.plan.scan_fuse import fuse_scan_job
 from fluvial.stream.sql import interval_ms, to_duckdb
 from fluvial.stream.sql.ast import CreateTable, Insert, Script, WindowTVF
 
-__all__ = ["build_job", "output_name", "plan_scan", "select_sql"]
+__all__ = [
+    "WATERMARK_INTERVAL_KEY",
+    "build_job",
+    "output_name",
+    "parse_duration_ms",
+    "plan_scan",
+    "select_sql",
+]
 
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 #: legacy group-window auxiliary functions -> the window column they stand for
 LEGACY_AUX = {"START": "window_start", "END": "window_end", "ROWTIME": "window_time"}
 LEGACY_WINDOWS = ("TUMBLE", "HOP", "SESSION")
 IDLE_TIMEOUT_KEYS = ("scan.watermark.idle-timeout", "table.exec.source.idle-timeout")
-WATERMARK_INTERVAL_KEY = "pipeline.auto-watermark-interval"
-#: Flink's idle state retention: applies to unbounded operators (windows clean by watermark)
-STATE_TTL_KEY = "table.exec.state.ttl"
 #: Fluvial's table options (extensions of Flink's): on a source table with a WATERMARK
 LATENESS_OPTION = "fluvial.allowed-lateness"
 LATE_TOPIC_OPTION = "fluvial.late-events.topic"
@@ -100,63 +108,6 @@ def build_job(
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _where(node: exp.Expr | None) -> tuple[int | None, int | None]:
-    """Line and start column of *node* (sqlglot keeps positions on identifiers)."""
-    if node is None:
-        return None, None
-    for n in (node, *node.find_all(exp.Identifier)):
-        meta = n.meta if isinstance(n, exp.Expression) else {}
-        if meta and "line" in meta:
-            col = meta.get("col")
-            if col is not None and "start" in meta and "end" in meta:
-                col = col - (meta["end"] - meta["start"])
-            return meta["line"], col
-    return None, None
-
-
-def _fname(node: exp.Expression) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).upper()
-    if isinstance(node, exp.Func):
-        return node.sql_name().upper()
-    return ""
-
-
-def _args(node: exp.Expression) -> list[exp.Expression]:
-    if isinstance(node, exp.Anonymous):
-        return list(node.expressions)
-    return [a for a in node.args.values() if isinstance(a, exp.Expression)]
-
-
-def _unqualified(node: exp.Expr) -> exp.Expression:
-    """A copy with table qualifiers removed: every step reads one relation, ``batch``.
-
-    ``page.url`` where ``page`` is a ROW column is a field access, kept as it is (DuckDB
-    reads ``page.url`` of a struct column the same way)."""
-    copy = node.copy()
-    assert isinstance(copy, exp.Expression)
-    for col in list(copy.find_all(exp.Column)):
-        if col.meta.get("row_field"):
-            continue
-        col.set("table", None)
-        col.set("db", None)
-        col.set("catalog", None)
-    return copy
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def output_name(node: exp.Expression, i: int) -> str:
-    if isinstance(node, exp.Alias):
-        return node.alias
-    if isinstance(node, exp.Column):
-        return node.name
-    return f"EXPR${i}"
-
-
 AGG_FUNCS: dict[type[exp.Expr], AggFunc] = {
     exp.Count: "count",
     exp.Sum: "sum",
@@ -167,62 +118,11 @@ AGG_FUNCS: dict[type[exp.Expr], AggFunc] = {
 UNSUPPORTED_AGGS = (exp.AggFunc,)
 
 
-@dataclass
-class _Rel:
-    """A planned relation: its scan, steps so far and output columns."""
-
-    scan: Source
-    steps: list[Step]
-    columns: tuple[str, ...]
-    rowtime: str | None
-    aliases: set[str] = field(default_factory=set)
-    #: a window TVF not yet consumed by a GROUP BY: (spec, time column)
-    window: tuple[WindowSpec, str] | None = None
-    #: over a join: alias -> {input column -> output column}
-    scope: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: processing-time attributes (``PROCTIME()`` columns)
-    proctime: set[str] = field(default_factory=set)
-    #: columns holding a fired window's bounds (output -> window_start | window_end | …)
-    window_props: dict[str, str] = field(default_factory=dict)
-    #: the source itself emits updates (an outer regular join)
-    updating: bool = False
-
-
 # --------------------------------------------------------------------------- planner
 
 
-class _Planner:
-    def __init__(self, script: Script, settings: Mapping[str, str] | None = None) -> None:
-        self.script = script
-        self.tables = script.tables
-        self.views = {name: v.query for name, v in script.views.items()}
-        self.settings = dict(script.settings if settings is None else settings)
-        interval = self.settings.get(WATERMARK_INTERVAL_KEY)
-        try:
-            self.row_watermarks = interval is not None and parse_duration_ms(interval) == 0
-        except SqlError as exc:
-            raise SqlError(
-                f"SET '{WATERMARK_INTERVAL_KEY}': {exc.detail}", source=script.source
-            ) from exc
-
-    def duration(self, table: CreateTable, option: str, value: str | None) -> int:
-        if not value:
-            return 0
-        try:
-            return parse_duration_ms(value)
-        except SqlError as exc:
-            raise Options(table).error(f"option '{option}': {exc.detail}") from exc
-
-    # errors ----------------------------------------------------------------
-    def error(self, message: str, node: exp.Expr | None = None) -> SqlError:
-        line, col = _where(node)
-        return SqlError(message, line=line, column=col, source=self.script.source)
-
-    def unsupported(self, what: str, node: exp.Expr | None = None) -> SqlError:
-        line, col = _where(node)
-        return UnsupportedSqlError(
-            f"{what} is not supported yet", line=line, column=col, source=self.script.source
-        )
+class _Planner(JoinPlanning, RankPlanning):
+    """Plans every INSERT of a script; joins and ranks are planned by its parts."""
 
     # pipelines -------------------------------------------------------------
     def pipeline(self, insert: Insert, name: str) -> Pipeline:
@@ -273,7 +173,7 @@ class _Planner:
             updating=updating,
         )
 
-    def check_updates(self, sink: CreateTable, rel: _Rel, insert: Insert) -> None:
+    def check_updates(self, sink: CreateTable, rel: Rel, insert: Insert) -> None:
         """An append-only sink refuses an updating result, as Flink does."""
         from fluvial.stream.connectors.registry import connector_class
 
@@ -304,7 +204,7 @@ class _Planner:
         )
 
     # relations -------------------------------------------------------------
-    def query(self, q: exp.Expr, ctes: dict[str, exp.Expr]) -> _Rel:
+    def query(self, q: exp.Expr, ctes: dict[str, exp.Expr]) -> Rel:
         if isinstance(q, exp.Subquery):
             return self.query(q.this, ctes)
         if isinstance(q, exp.Union):
@@ -339,7 +239,7 @@ class _Planner:
                 return self.calc(q, self.tvf_rows(rel))
             return self.window_agg(q, rel, rel.window[0], rel.window[1], legacy=False)
         if group is not None:
-            legacy = [g for g in group.expressions if _fname(g) in LEGACY_WINDOWS]
+            legacy = [g for g in group.expressions if func_name(g) in LEGACY_WINDOWS]
             if not legacy:
                 if self.cascades(group, rel):
                     return self.cascade_agg(q, rel)
@@ -353,7 +253,7 @@ class _Planner:
         return self.calc(q, rel)
 
     # joins and unions -------------------------------------------------------
-    def cascades(self, group: exp.Expression, rel: _Rel) -> bool:
+    def cascades(self, group: exp.Expression, rel: Rel) -> bool:
         """GROUP BY the window bounds of a window aggregation's result: every group is
         complete in the batch its window fired in (a cascaded window aggregation)."""
         props = {
@@ -367,7 +267,7 @@ class _Planner:
             and not any(is_updating(st) for st in rel.steps)
         )
 
-    def cascade_agg(self, q: exp.Select, rel: _Rel) -> _Rel:
+    def cascade_agg(self, q: exp.Select, rel: Rel) -> Rel:
         """A cascaded window aggregation: one stateless GROUP BY over each fired batch."""
         items = self.expand(q, rel)
         for e in items:
@@ -375,20 +275,20 @@ class _Planner:
         names = self.names(items)
         where, group, having = q.args.get("where"), q.args["group"], q.args.get("having")
         sql = select_sql(items, names, where.this if where is not None else None)
-        keys = ", ".join(to_duckdb(_unqualified(g)) for g in group.expressions)
+        keys = ", ".join(to_duckdb(unqualified(g)) for g in group.expressions)
         sql += f" GROUP BY {keys}"
         if having is not None:
-            sql += f" HAVING {to_duckdb(_unqualified(having.this))}"
+            sql += f" HAVING {to_duckdb(unqualified(having.this))}"
         detail = _flink_detail(items, where.this if where is not None else None)
         step = Calc(sql, tuple(names), "WindowAggregate(cascaded)", f"groupBy=[{keys}], {detail}")
-        out = _Rel(rel.scan, [*rel.steps, step], tuple(names), None)
+        out = Rel(rel.scan, [*rel.steps, step], tuple(names), None)
         for e, n in zip(items, names, strict=True):
             inner = e.this if isinstance(e, exp.Alias) else e
             if isinstance(inner, exp.Column) and inner.name in rel.window_props:
                 out.window_props[n] = rel.window_props[inner.name]
         return out
 
-    def tvf_rows(self, rel: _Rel) -> _Rel:
+    def tvf_rows(self, rel: Rel) -> Rel:
         """A window TVF read as rows (not grouped): each row with its windows' columns,
         stateless (a HOP row once per window). ``window_time`` is the time attribute."""
         if rel.window is None:
@@ -400,9 +300,9 @@ class _Planner:
             functools.partial(_assign_windows, time_col=time_col, spec=spec),
             f"WindowTableFunction(window=[{spec.kind.upper()}] ON {time_col})",
         )
-        return _Rel(rel.scan, [*rel.steps, step], rel.columns, "window_time", rel.aliases)
+        return Rel(rel.scan, [*rel.steps, step], rel.columns, "window_time", rel.aliases)
 
-    def union(self, q: exp.Union, ctes: dict[str, exp.Expr]) -> _Rel:
+    def union(self, q: exp.Union, ctes: dict[str, exp.Expr]) -> Rel:
         """``UNION ALL`` of queries with the same number of columns (named by the first)."""
         parts: list[exp.Expr] = []
 
@@ -428,315 +328,18 @@ class _Planner:
                 raise self.unsupported("UNION ALL of an updating input", p)
             if rel.columns != names:
                 items = ", ".join(
-                    f"{_quote(c)} AS {_quote(n)}" for c, n in zip(rel.columns, names, strict=True)
+                    f"{quote(c)} AS {quote(n)}" for c, n in zip(rel.columns, names, strict=True)
                 )
                 rename = Calc(f"SELECT {items} FROM {BATCH}", names, "Calc", f"select=[{items}]")
-                rel = _Rel(rel.scan, [*rel.steps, rename], names, rel.rowtime)
+                rel = Rel(rel.scan, [*rel.steps, rename], names, rel.rowtime)
             chains.append(Chain(rel.scan, tuple(rel.steps)))
         positions = {rel.columns.index(rel.rowtime) for rel in rels if rel.rowtime} | (
             {-1} if any(rel.rowtime is None for rel in rels) else set()
         )
         rowtime = names[positions.pop()] if len(positions) == 1 and -1 not in positions else None
-        return _Rel(Union(tuple(chains), names), [], names, rowtime)
+        return Rel(Union(tuple(chains), names), [], names, rowtime)
 
-    def join_relation(
-        self, q: exp.Select, first: exp.Expression, joins: list[exp.Join], ctes: dict[str, exp.Expr]
-    ) -> tuple[_Rel, exp.Select]:
-        """Plan ``FROM a JOIN b ON … [JOIN c …]`` (or ``FROM a, b WHERE …``); returns the
-        joined relation and *q* with its columns resolved to the join's output names."""
-        rel = self.tvf_rows(self.relation(first, ctes))
-        rel.scope = rel.scope or {a: {c: c for c in rel.columns} for a in rel.aliases}
-        where = q.args.get("where")
-        conjuncts = _conjuncts(where.this) if where is not None else []
-        for j in joins:
-            if j.args.get("using"):
-                raise self.unsupported("JOIN … USING", j)
-            if isinstance(j.this, exp.Table) and j.this.args.get("version") is not None:
-                rel = self.lookup_join(rel, j)
-                continue
-            right = self.tvf_rows(self.relation(j.this, ctes))
-            right.scope = right.scope or {a: {c: c for c in right.columns} for a in right.aliases}
-            side = str(j.args.get("side") or "").lower()
-            kind = str(j.args.get("kind") or "").lower()
-            if kind not in ("", "inner", "outer", "cross"):
-                raise self.unsupported(f"{kind.upper()} JOIN", j)
-            how = side or "inner"
-            on = j.args.get("on")
-            if on is not None:
-                conds = _conjuncts(on)
-            else:  # FROM a, b WHERE …: the conditions between the two sides join them
-                conds = [c for c in conjuncts if self._spans(c, rel, right)]
-                conjuncts = [c for c in conjuncts if c not in conds]
-            rel = self.join(rel, right, conds, how, j)
-        out = q.copy()
-        out.set("joins", None)
-        out.set("where", exp.Where(this=exp.and_(*conjuncts)) if conjuncts else None)
-        return rel, self.resolve(out, rel)
-
-    def lookup_join(self, left: _Rel, j: exp.Join) -> _Rel:
-        """``JOIN dim FOR SYSTEM_TIME AS OF s.proc_time AS d ON …``: a lookup join step on
-        the stream's chain (the dimension is read when each batch is processed)."""
-        node = j.this
-        name = node.name
-        dim = self.tables.get(name)
-        if dim is None:
-            raise self.error(
-                f"FOR SYSTEM_TIME AS OF needs a table (CREATE TABLE), found '{name}'"
-                f"{did_you_mean(name, list(self.tables))}",
-                node,
-            )
-        at = node.args["version"].args.get("expression")
-        if not isinstance(at, exp.Column) or self._owner(at, (left,)) is None:
-            raise self.unsupported(
-                "FOR SYSTEM_TIME AS OF anything but a time column of the other side", node
-            )
-        how = str(j.args.get("side") or "").lower() or "inner"
-        if how not in ("inner", "left"):
-            raise self.unsupported(f"a {how.upper()} lookup join", j)
-        on = j.args.get("on")
-        if on is None:
-            raise self.error("a lookup join needs an ON condition", j)
-        cols = [c.name for c in dim.physical]
-        alias = node.alias or name
-        right = _Rel(Scan(dim, tuple(cols)), [], tuple(cols), None, {alias, name})
-        right.scope = {alias: {c: c for c in cols}, name: {c: c for c in cols}}
-        names = list(left.columns)
-        right_out: dict[str, str] = {}
-        for c in cols:
-            out, k = c, 0
-            while out in names:
-                out, k = f"{c}{k}", k + 1
-            right_out[c] = out
-            names.append(out)
-        sql_conds: list[str] = []
-        keys: list[tuple[str, str]] = []
-        for cond in _conjuncts(on):
-            resolved = cond.copy()
-            for col in list(resolved.find_all(exp.Column)):
-                owner = self._owner(col, (left, right))
-                if owner is None:
-                    raise self.error(f"unknown column '{col.sql()}' in the join condition", col)
-                side = "l" if owner[0] == 0 else "r"
-                col.replace(exp.column(owner[1], table=side, quoted=True))
-            sql_conds.append(to_duckdb(resolved))
-            if isinstance(cond, exp.EQ):
-                a, b = cond.this, cond.expression
-                oa = self._owner(a, (left, right)) if isinstance(a, exp.Column) else None
-                ob = self._owner(b, (left, right)) if isinstance(b, exp.Column) else None
-                if oa and ob and {oa[0], ob[0]} == {0, 1}:
-                    keys.append((oa[1], ob[1]) if oa[0] == 0 else (ob[1], oa[1]))
-        if not keys:
-            raise self.unsupported("a lookup join without an equality on the dimension", j)
-        select = [f"l.{_quote(c)} AS {_quote(c)}" for c in left.columns]
-        select += [f"r.{_quote(c)} AS {_quote(right_out[c])}" for c in cols]
-        step = LookupJoin(
-            dim,
-            how,
-            " AND ".join(f"({c})" for c in sql_conds),
-            ", ".join(select),
-            tuple(names),
-            tuple(keys),
-            f"table=[{name}], joinType=[{how.upper()}], where=[{on.sql()}]",
-        )
-        base = left.scope or {a: {c: c for c in left.columns} for a in left.aliases}
-        scope = {a: dict(c) for a, c in base.items()}
-        scope[alias] = {c: right_out[c] for c in cols}
-        rel = _Rel(left.scan, [*left.steps, step], tuple(names), left.rowtime, set(scope))
-        rel.scope = scope
-        return rel
-
-    def _owner(self, col: exp.Column, rels: tuple[_Rel, ...]) -> tuple[int, str] | None:
-        """Which input (index) and input column a column reference means."""
-        if col.table:
-            for k, r in enumerate(rels):
-                if col.table in r.scope:
-                    name = r.scope[col.table].get(col.name)
-                    if name is None:
-                        raise self.error(
-                            f"table '{col.table}' has no column '{col.name}'"
-                            f"{did_you_mean(col.name, list(r.scope[col.table]))}",
-                            col,
-                        )
-                    return k, name
-            return None
-        found = [(k, col.name) for k, r in enumerate(rels) if col.name in r.columns]
-        if len(found) > 1:
-            raise self.error(f"column '{col.name}' is ambiguous", col)
-        return found[0] if found else None
-
-    def _spans(self, cond: exp.Expression, left: _Rel, right: _Rel) -> bool:
-        sides = set()
-        for col in cond.find_all(exp.Column):
-            owner = self._owner(col, (left, right))
-            if owner is not None:
-                sides.add(owner[0])
-        return sides == {0, 1}
-
-    def join(
-        self, left: _Rel, right: _Rel, conds: list[exp.Expression], how: str, node: exp.Expression
-    ) -> _Rel:
-        if (
-            left.updating
-            or right.updating
-            or any(is_updating(st) for st in (*left.steps, *right.steps))
-        ):
-            raise self.unsupported("a join of an updating input", node)
-        if not conds:
-            raise self.unsupported("a join without a condition (a cross join)", node)
-        # output names: the left's, then the right's (renamed name0, name1… on a clash)
-        names = list(left.columns)
-        right_out: dict[str, str] = {}
-        for c in right.columns:
-            out, k = c, 0
-            while out in names:
-                out, k = f"{c}{k}", k + 1
-            right_out[c] = out
-            names.append(out)
-        sql_conds = []
-        keys: list[tuple[str, str]] = []
-        bounds: list[tuple[str, str, int | None, int | None]] = []
-        for cond in conds:
-            resolved = cond.copy()
-            refs: list[tuple[int, str]] = []
-            for col in list(resolved.find_all(exp.Column)):
-                owner = self._owner(col, (left, right))
-                if owner is None:
-                    raise self.error(f"unknown column '{col.sql()}' in the join condition", col)
-                refs.append(owner)
-                col.replace(exp.column(owner[1], table="l" if owner[0] == 0 else "r", quoted=True))
-            sql_conds.append(to_duckdb(resolved))
-            if isinstance(cond, exp.EQ):
-                a, b = cond.this, cond.expression
-                if isinstance(a, exp.Column) and isinstance(b, exp.Column):
-                    oa, ob = self._owner(a, (left, right)), self._owner(b, (left, right))
-                    if oa and ob and {oa[0], ob[0]} == {0, 1}:
-                        lcol, rcol = (oa[1], ob[1]) if oa[0] == 0 else (ob[1], oa[1])
-                        keys.append((lcol, rcol))
-            bound = self._time_bound(cond, left, right)
-            if bound is not None:
-                bounds.append(bound)
-        on_sql = " AND ".join(f"({c})" for c in sql_conds)
-        select = [f"l.{_quote(c)} AS {_quote(c)}" for c in left.columns]
-        select += [f"r.{_quote(c)} AS {_quote(right_out[c])}" for c in right.columns]
-        window = ("window_start", "window_start") in keys and ("window_end", "window_end") in keys
-        detail = f"where=[{' AND '.join(c.sql() for c in conds)}]"
-        spec_args: dict[str, Any] = {
-            "how": how,
-            "on_sql": on_sql,
-            "select_sql": ", ".join(select),
-            "columns": tuple(names),
-            "detail": detail,
-            "input_columns": (tuple(left.columns), tuple(right.columns)),
-        }
-        rowtime = None
-        if window:
-            spec = JoinSpec(kind="window", **spec_args)
-        elif bounds and left.rowtime and right.rowtime:
-            lo = max((b[2] for b in bounds if b[2] is not None), default=None)
-            hi = min((b[3] for b in bounds if b[3] is not None), default=None)
-            if lo is None or hi is None:
-                raise self.unsupported(
-                    "an interval join needs both a lower and an upper time bound", node
-                )
-            if how != "inner":
-                raise self.unsupported(f"a {how.upper()} interval join", node)
-            spec = JoinSpec(
-                kind="interval",
-                left_time=left.rowtime,
-                right_time=right.rowtime,
-                lower_ms=lo,
-                upper_ms=hi,
-                **spec_args,
-            )
-            rowtime = left.rowtime
-        else:
-            if not keys:
-                raise self.unsupported("a join without an equality condition", node)
-            ttl = self.settings.get(STATE_TTL_KEY)
-            spec = JoinSpec(
-                kind="regular", ttl_ms=parse_duration_ms(ttl) if ttl else 0, **spec_args
-            )
-        scope: dict[str, dict[str, str]] = {}
-        for a, cols in left.scope.items():
-            scope[a] = dict(cols)
-        for a, cols in right.scope.items():
-            scope[a] = {c: right_out[v] for c, v in cols.items()}
-        joined = Join(
-            Chain(left.scan, tuple(left.steps)), Chain(right.scan, tuple(right.steps)), spec
-        )
-        rel = _Rel(joined, [], tuple(names), rowtime, set(scope))
-        rel.scope = scope
-        rel.updating = spec.kind == "regular" and how != "inner"
-        return rel
-
-    def _time_bound(
-        self, cond: exp.Expression, left: _Rel, right: _Rel
-    ) -> tuple[str, str, int | None, int | None] | None:
-        """``(left time, right time, lower, upper)`` of ``l.t - r.t`` from a comparison
-        between the two sides' time attributes (BETWEEN, <, <=, >, >=)."""
-        if not (left.rowtime and right.rowtime):
-            return None
-
-        def term(e: exp.Expression) -> tuple[int, int] | None:
-            """(side, offset ms) of ``t``, ``t + INTERVAL …``, ``t - INTERVAL …``."""
-            sign = 0
-            if isinstance(e, exp.Add | exp.Sub) and isinstance(e.expression, exp.Interval):
-                sign = 1 if isinstance(e, exp.Add) else -1
-                offset = sign * interval_ms(e.expression)
-                e = e.this
-            else:
-                offset = 0
-            if isinstance(e, exp.Paren):
-                return term(e.this)
-            if not isinstance(e, exp.Column):
-                return None
-            owner = self._owner(e, (left, right))
-            if owner is None:
-                return None
-            time = left.rowtime if owner[0] == 0 else right.rowtime
-            return (owner[0], offset) if owner[1] == time else None
-
-        def diff(a: exp.Expression, b: exp.Expression) -> int | None:
-            """c with l.t - r.t compared to c, from ``a op b``; None if not time terms."""
-            ta, tb = term(a), term(b)
-            if ta is None or tb is None or ta[0] == tb[0]:
-                return None
-            # a op b ⇔ (ta.t + oa) op (tb.t + ob)
-            if ta[0] == 0:
-                return tb[1] - ta[1]  # l.t - r.t op ob - oa
-            return ta[1] - tb[1]  # r.t + oa op l.t + ob ⇔ l.t - r.t (flipped op) oa - ob
-
-        lo: int | None = None
-        hi: int | None = None
-        if isinstance(cond, exp.Between):
-            low = diff(cond.this, cond.args["low"])
-            high = diff(cond.this, cond.args["high"])
-            first = term(cond.this)
-            if low is None or high is None or first is None:
-                return None
-            if first[0] == 0:  # l.t BETWEEN r.t + a AND r.t + b
-                lo, hi = low, high
-            else:  # r.t BETWEEN l.t + a AND l.t + b ⇔ l.t - r.t in [-b, -a]
-                lo, hi = -high, -low
-            return (left.rowtime, right.rowtime, lo, hi)
-        ops = {exp.GTE: (True, 0), exp.GT: (True, 1), exp.LTE: (False, 0), exp.LT: (False, -1)}
-        for typ, (greater, strict) in ops.items():
-            if isinstance(cond, typ):
-                c = diff(cond.this, cond.expression)
-                first = term(cond.this)
-                if c is None or first is None:
-                    return None
-                if first[0] != 0:  # the right side first: flip the comparison
-                    greater = not greater
-                    strict = -strict
-                if greater:
-                    lo = c + strict
-                else:
-                    hi = c + strict
-                return (left.rowtime, right.rowtime, lo, hi)
-        return None
-
-    def resolve(self, q: exp.Select, rel: _Rel) -> exp.Select:
+    def resolve(self, q: exp.Select, rel: Rel) -> exp.Select:
         """*q* over a join: ``alias.col`` and unambiguous ``col`` become the join's output
         names; ``alias.*`` expands to that input's columns."""
         out = q.copy()
@@ -780,195 +383,6 @@ class _Planner:
         return out
 
     # ranking: Top-N and deduplication -----------------------------------------
-    def rank(self, q: exp.Select, node: exp.Expression, ctes: dict[str, exp.Expr]) -> _Rel | None:
-        """``SELECT … FROM (SELECT …, ROW_NUMBER() OVER (…) AS rn FROM r) WHERE rn <= N``:
-        window Top-N / deduplication, or deduplication on the rowtime. None if *q* does not
-        read such a ranking."""
-        inner: exp.Expr | None = None
-        if isinstance(node, exp.Subquery):
-            inner = node.this
-        elif isinstance(node, exp.Table) and not node.args.get("joins"):
-            inner = ctes.get(node.name) or self.views.get(node.name)
-        if not isinstance(inner, exp.Select):
-            return None
-        found = [
-            (i, e)
-            for i, e in enumerate(inner.expressions)
-            if isinstance(e, exp.Alias)
-            and isinstance(e.this, exp.Window)
-            and _fname(e.this.this) == "ROW_NUMBER"
-        ]
-        if not found:
-            return None
-        if len(found) > 1 or any(
-            w is not found[0][1].this for e in inner.expressions for w in e.find_all(exp.Window)
-        ):
-            raise self.unsupported("more than one OVER window in a query", found[0][1])
-        index, alias = found[0]
-        rn = alias.alias
-        window = alias.this
-        limit, rest = self.rank_filter(q, rn)
-        if limit is None:
-            raise self.unsupported(
-                f"ROW_NUMBER() without a filter on '{rn}' (an OVER aggregation)", alias
-            )
-        partition = list(window.args.get("partition_by") or [])
-        order = list((window.args.get("order") or exp.Order()).expressions)
-        if not order:
-            raise self.error("ROW_NUMBER() needs ORDER BY", window)
-        body = inner.copy()
-        body.set("expressions", [e for i, e in enumerate(body.expressions) if i != index])
-        from_ = body.args.get("from") or body.args.get("from_")
-        if from_ is None:
-            raise self.unsupported("a SELECT without FROM", body)
-        part_names = [p.name if isinstance(p, exp.Column) else "" for p in partition]
-        windowed = {"window_start", "window_end"} <= set(part_names)
-        hidden: list[str] = []
-        if not windowed and any(
-            not isinstance(e, exp.Column) or e.table
-            for e in [*partition, *(o.this if isinstance(o, exp.Ordered) else o for o in order)]
-        ):
-            # qualified or computed ranking expressions: evaluate them in the body itself
-            extra: list[exp.Expr] = []
-            for k, p in enumerate(partition):
-                extra.append(exp.alias_(p.copy(), f"__p{k}", quoted=True))
-                partition[k] = exp.column(f"__p{k}", quoted=True)
-            for k, o in enumerate(order):
-                inner_o = o.this if isinstance(o, exp.Ordered) else o
-                extra.append(exp.alias_(inner_o.copy(), f"__o{k}", quoted=True))
-                ref = exp.column(f"__o{k}", quoted=True)
-                if isinstance(o, exp.Ordered):
-                    o = o.copy()
-                    o.set("this", ref)
-                    order[k] = o
-                else:
-                    order[k] = ref
-            hidden = [e.alias for e in extra]
-            body.set("expressions", [*body.expressions, *extra])
-        if windowed and isinstance(from_.this, WindowTVF) and body.args.get("group") is None:
-            rel = self.relation(from_.this, ctes)  # rows wait for their window to fire
-            assert rel.window is not None
-            spec, time_col = rel.window
-            buffer = WindowBuffer(spec, time_col, rel.columns)
-            rel = _Rel(rel.scan, [*rel.steps, buffer], rel.columns, rel.rowtime)
-            rel = self.calc(body, rel)
-        else:
-            rel = self.query(body, ctes)
-        if rel.updating or any(is_updating(st) for st in rel.steps):
-            raise self.unsupported("ROW_NUMBER() over an updating input", window)
-        for p in partition:
-            self.check_columns(p, rel)
-        for o in order:
-            self.check_columns(o.this if isinstance(o, exp.Ordered) else o, rel)
-        last = next((st for st in reversed(rel.steps) if not isinstance(st, Calc)), None)
-        if windowed:
-            if not isinstance(last, WindowAgg | WindowBuffer):
-                raise self.unsupported(
-                    "window Top-N over anything but a window aggregation or window TVF", window
-                )
-            rel = self.rank_calc(rel, partition, order, rn, limit)
-        else:
-            keys = [p.name for p in partition if isinstance(p, exp.Column)]
-            (first,) = order if len(order) == 1 else (None,)
-            col = first.this if isinstance(first, exp.Ordered) else first
-            if len(keys) != len(partition):
-                raise self.unsupported("PARTITION BY an expression in ROW_NUMBER()", window)
-            if (
-                limit == 1
-                and not hidden
-                and isinstance(col, exp.Column)
-                and col.name == rel.rowtime
-            ):
-                desc = bool(first.args.get("desc")) if isinstance(first, exp.Ordered) else False
-                step: Step = Dedup(tuple(keys), col.name, desc)
-                cols = (*rel.columns, rn)
-                number = Calc(
-                    f"SELECT *, CAST(1 AS BIGINT) AS {_quote(rn)} FROM {BATCH}",
-                    cols,
-                    "Calc",
-                    f"select=[*, 1 AS {rn}]",
-                )
-                rel = _Rel(rel.scan, [*rel.steps, step, number], cols, rel.rowtime)
-            else:
-                spec_order = []
-                for o in order:
-                    expr = o.this if isinstance(o, exp.Ordered) else o
-                    if not isinstance(expr, exp.Column):
-                        raise self.unsupported("ORDER BY an expression in ROW_NUMBER()", window)
-                    desc = isinstance(o, exp.Ordered) and bool(o.args.get("desc"))
-                    nulls = o.args.get("nulls_first") if isinstance(o, exp.Ordered) else None
-                    spec_order.append((expr.name, desc, not desc if nulls is None else bool(nulls)))
-                step = TopN(tuple(keys), tuple(spec_order), limit, rn)
-                rel = _Rel(rel.scan, [*rel.steps, step], (*rel.columns, rn), None)
-        if hidden:
-            keep = tuple(c for c in rel.columns if c not in hidden)
-            drop = Calc(
-                f"SELECT {', '.join(_quote(c) for c in keep)} FROM {BATCH}",
-                keep,
-                "Calc",
-                f"select=[{', '.join(keep)}]",
-            )
-            rel = _Rel(rel.scan, [*rel.steps, drop], keep, rel.rowtime)
-        outer = q.copy()
-        outer.set("where", exp.Where(this=rest) if rest is not None else None)
-        return self.calc(outer, rel)
-
-    def rank_filter(self, q: exp.Select, rn: str) -> tuple[int | None, exp.Expr | None]:
-        """The N of ``rn <= N`` / ``rn < N`` / ``rn = 1`` in *q*'s WHERE, and the rest."""
-        where = q.args.get("where")
-        if where is None:
-            return None, None
-        conjuncts = list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
-        limit, rest = None, []
-        for c in conjuncts:
-            n = None
-            if (
-                isinstance(c, exp.LTE | exp.LT | exp.EQ)
-                and isinstance(c.this, exp.Column)
-                and c.this.name == rn
-                and isinstance(c.expression, exp.Literal)
-            ):
-                n = int(c.expression.this) - (1 if isinstance(c, exp.LT) else 0)
-                if isinstance(c, exp.EQ) and n != 1:
-                    n = None
-            if n is not None and limit is None:
-                limit = n
-            else:
-                rest.append(c)
-        remaining: exp.Expr | None = exp.and_(*rest) if rest else None
-        return limit, remaining
-
-    def rank_calc(
-        self,
-        rel: _Rel,
-        partition: list[exp.Expression],
-        order: list[exp.Expression],
-        rn: str,
-        limit: int,
-    ) -> _Rel:
-        """Rank each fired window's rows in one stateless query (they arrive together)."""
-        parts = ", ".join(to_duckdb(_unqualified(p)) for p in partition)
-        keys = []
-        for o in order:
-            expr = o.this if isinstance(o, exp.Ordered) else o
-            desc = isinstance(o, exp.Ordered) and bool(o.args.get("desc"))
-            nulls = o.args.get("nulls_first") if isinstance(o, exp.Ordered) else None
-            # the dialect's null ordering (Flink's: NULL is the smallest value) when unsaid
-            first = not desc if nulls is None else bool(nulls)
-            keys.append(
-                f"{to_duckdb(_unqualified(expr))} {'DESC' if desc else 'ASC'} "
-                f"NULLS {'FIRST' if first else 'LAST'}"
-            )
-        cols = ", ".join(_quote(c) for c in rel.columns)
-        sql = (
-            f"SELECT * FROM (SELECT {cols}, row_number() OVER (PARTITION BY {parts} "
-            f"ORDER BY {', '.join(keys)}) AS {_quote(rn)} FROM {BATCH}) AS {BATCH} "
-            f"WHERE {_quote(rn)} <= {limit}"
-        )
-        detail = f"rankType=[ROW_NUMBER], rankRange=[rankStart=1, rankEnd={limit}], partitionBy=[{parts}], orderBy=[{', '.join(keys)}]"
-        step = Calc(sql, (*rel.columns, rn), "WindowRank", detail)
-        return _Rel(rel.scan, [*rel.steps, step], (*rel.columns, rn), rel.rowtime)
-
     def refuse(self, q: exp.Select) -> None:
         """Refuse, by name, the valid Flink SQL that needs operators we do not have yet."""
         if q.args.get("distinct") is not None:
@@ -992,7 +406,7 @@ class _Planner:
         for lat in q.find_all(exp.Lateral, exp.Unnest):
             raise self.unsupported(lat.key.upper(), lat)
 
-    def relation(self, node: exp.Expression, ctes: dict[str, exp.Expr]) -> _Rel:
+    def relation(self, node: exp.Expression, ctes: dict[str, exp.Expr]) -> Rel:
         match_ = getattr(exp, "MatchRecognize", None)
         if match_ is not None and isinstance(node, match_):
             raise self.unsupported("MATCH_RECOGNIZE", node)
@@ -1020,7 +434,7 @@ class _Planner:
             return rel
         raise self.unsupported(f"{node.key.upper()} in FROM", node)
 
-    def match_recognize(self, node: exp.Table, ctes: dict[str, exp.Expr]) -> _Rel:
+    def match_recognize(self, node: exp.Table, ctes: dict[str, exp.Expr]) -> Rel:
         """``t MATCH_RECOGNIZE (…)``: the rows of *t* (a table or view), the columns the
         matcher reads, the matcher, and its output: partition columns, then the measures."""
         from fluvial.stream.ops.match import MatchRecognizeOperator
@@ -1048,7 +462,7 @@ class _Planner:
                 )
         cols = probe.input_columns
         feed = Calc(
-            f"SELECT {', '.join(_quote(c) for c in cols)} FROM {BATCH}",
+            f"SELECT {', '.join(quote(c) for c in cols)} FROM {BATCH}",
             cols,
             "Calc",
             f"select=[{', '.join(cols)}]",
@@ -1067,9 +481,9 @@ class _Planner:
             None,
         )
         aliases = {node.alias} if node.alias else set()
-        return _Rel(rel.scan, [*rel.steps, feed, step], out, rowtime, aliases)
+        return Rel(rel.scan, [*rel.steps, feed, step], out, rowtime, aliases)
 
-    def scan(self, table: CreateTable) -> _Rel:
+    def scan(self, table: CreateTable) -> Rel:
         names = tuple(c.name for c in table.columns)
         computed_sql = None
         if any(c.computed for c in table.columns):
@@ -1077,7 +491,7 @@ class _Planner:
             items = []
             for c in table.columns:
                 if c.expr is None:
-                    items.append(_quote(c.name))
+                    items.append(quote(c.name))
                     continue
                 for ref in c.expr.find_all(exp.Column):
                     if ref.table and ref.table in phys:
@@ -1090,7 +504,7 @@ class _Planner:
                             f"{did_you_mean(ref.name, phys)}",
                             ref,
                         )
-                items.append(f"{to_duckdb(_unqualified(c.expr))} AS {_quote(c.name)}")
+                items.append(f"{to_duckdb(unqualified(c.expr))} AS {quote(c.name)}")
             computed_sql = f"SELECT {', '.join(items)} FROM {BATCH}"
         wm = table.watermark
         rowtime = wm.column if wm else None
@@ -1104,7 +518,7 @@ class _Planner:
             for ref in wm.expr.find_all(exp.Column):
                 if ref.name not in names:
                     raise self.error(f"unknown column '{ref.name}' in WATERMARK", ref)
-            wm_sql = f"SELECT max({to_duckdb(_unqualified(wm.expr))}) AS wm FROM {BATCH}"
+            wm_sql = f"SELECT max({to_duckdb(unqualified(wm.expr))}) AS wm FROM {BATCH}"
         idle = table.options.get("scan.watermark.idle-timeout") or self.settings.get(
             "table.exec.source.idle-timeout"
         )
@@ -1118,7 +532,7 @@ class _Planner:
         row_sql = None
         if wm_sql is not None:
             assert wm is not None
-            row_sql = f"SELECT {to_duckdb(_unqualified(wm.expr))} AS wm FROM {BATCH}"
+            row_sql = f"SELECT {to_duckdb(unqualified(wm.expr))} AS wm FROM {BATCH}"
         scan = Scan(
             table=table,
             columns=names,
@@ -1132,9 +546,9 @@ class _Planner:
             allowed_lateness_ms=self.duration(table, LATENESS_OPTION, lateness),
             late_topic=late_topic or None,
         )
-        return _Rel(scan, [], names, rowtime)
+        return Rel(scan, [], names, rowtime)
 
-    def window_tvf(self, node: WindowTVF, ctes: dict[str, exp.Expr]) -> _Rel:
+    def window_tvf(self, node: WindowTVF, ctes: dict[str, exp.Expr]) -> Rel:
         rel = self.relation(node.this, ctes)
         time_col = str(node.args["time_col"])
         if time_col not in rel.columns:
@@ -1165,7 +579,7 @@ class _Planner:
                         f"unknown column '{p}' in PARTITION BY{did_you_mean(p, rel.columns)}", node
                     )
             spec = WindowSpec.session(int(a["gap_ms"]), part)
-        out = _Rel(
+        out = Rel(
             rel.scan,
             rel.steps,
             rel.columns + WINDOW_COLUMNS,
@@ -1176,9 +590,9 @@ class _Planner:
         out.proctime = set(rel.proctime)
         return out
 
-    def legacy_spec(self, node: exp.Expression, rel: _Rel) -> tuple[WindowSpec, str]:
-        kind = _fname(node)
-        args = _args(node)
+    def legacy_spec(self, node: exp.Expression, rel: Rel) -> tuple[WindowSpec, str]:
+        kind = func_name(node)
+        args = call_args(node)
         want = {"TUMBLE": 2, "HOP": 3, "SESSION": 2}[kind]
         if len(args) != want:
             raise self.error(f"{kind} group window takes {want} arguments, found {len(args)}", node)
@@ -1199,7 +613,7 @@ class _Planner:
         return WindowSpec.session(ms[0]), ts.name
 
     # column checks ---------------------------------------------------------
-    def check_columns(self, node: exp.Expression, rel: _Rel) -> None:
+    def check_columns(self, node: exp.Expression, rel: Rel) -> None:
         for col in node.find_all(exp.Column):
             if col.table and col.table not in rel.aliases and col.table in rel.columns:
                 col.meta["row_field"] = True  # a ROW field: ``page.url``
@@ -1214,7 +628,7 @@ class _Planner:
                     f"unknown column '{col.name}'{did_you_mean(col.name, rel.columns)}", col
                 )
 
-    def expand(self, q: exp.Select, rel: _Rel) -> list[exp.Expression]:
+    def expand(self, q: exp.Select, rel: Rel) -> list[exp.Expression]:
         """The SELECT list with ``*`` and ``t.*`` expanded to the relation's columns."""
         items: list[exp.Expression] = []
         for e in q.expressions:
@@ -1228,7 +642,7 @@ class _Planner:
         return items
 
     # stateless -------------------------------------------------------------
-    def calc(self, q: exp.Select, rel: _Rel) -> _Rel:
+    def calc(self, q: exp.Select, rel: Rel) -> Rel:
         items = self.expand(q, rel)
         where = q.args.get("where")
         for e in items:
@@ -1246,13 +660,13 @@ class _Planner:
             if isinstance(inner, exp.Column) and inner.name in rel.window_props:
                 props[n] = rel.window_props[inner.name]
             if (isinstance(inner, exp.Column) and inner.name in rel.proctime) or (
-                _fname(inner) == "PROCTIME"
+                func_name(inner) == "PROCTIME"
             ):
                 proctime.add(n)
         sql = select_sql(items, names, where.this if where is not None else None)
         detail = _flink_detail(items, where.this if where is not None else None)
         steps = [*rel.steps, Calc(sql, tuple(names), "Calc", detail)]
-        out = _Rel(rel.scan, steps, tuple(names), rowtime)
+        out = Rel(rel.scan, steps, tuple(names), rowtime)
         out.updating = rel.updating
         out.proctime = proctime
         out.window_props = props
@@ -1271,12 +685,12 @@ class _Planner:
     def window_agg(
         self,
         q: exp.Select,
-        rel: _Rel,
+        rel: Rel,
         spec: WindowSpec | None,
         time_col: str | None,
         *,
         legacy: bool,
-    ) -> _Rel:
+    ) -> Rel:
         """A window aggregation, or with *spec* None an unbounded GROUP BY (updating)."""
         group = q.args.get("group")
         group_exprs = list(group.expressions) if group is not None else []
@@ -1297,7 +711,7 @@ class _Planner:
         keys: list[tuple[str, exp.Expression]] = []
         seen_window: set[str] = set()
         for g in group_exprs:
-            if legacy and _fname(g) in LEGACY_WINDOWS:
+            if legacy and func_name(g) in LEGACY_WINDOWS:
                 continue
             if spec and not legacy and isinstance(g, exp.Column) and g.name in WINDOW_COLUMNS:
                 seen_window.add(g.name)
@@ -1371,7 +785,7 @@ class _Planner:
             if node.sql() in key_sql:
                 return exp.column(key_sql[node.sql()], quoted=True)
             if legacy:
-                fname = _fname(node)
+                fname = func_name(node)
                 for kind in LEGACY_WINDOWS:
                     if fname.startswith(kind + "_"):
                         aux = fname[len(kind) + 1 :]
@@ -1434,7 +848,7 @@ class _Planner:
                 parse_duration_ms(ttl) if ttl else 0,
                 retract,
             )
-            return _Rel(rel.scan, [*rel.steps, node], tuple(names), None)
+            return Rel(rel.scan, [*rel.steps, node], tuple(names), None)
         first = not any(isinstance(st, WindowAgg) for st in rel.steps)
         lateness = rel.scan.allowed_lateness_ms if first and isinstance(rel.scan, Scan) else 0
         if lateness and spec.kind == "session":
@@ -1457,18 +871,9 @@ class _Planner:
                 rowtime = n
             if isinstance(inner, exp.Column) and inner.name in WINDOW_COLUMNS:
                 props[n] = inner.name
-        out = _Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
+        out = Rel(rel.scan, [*rel.steps, step], tuple(names), rowtime)
         out.window_props = props
         return out
-
-
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    """The AND-ed parts of a condition."""
-    if isinstance(node, exp.And):
-        return [*_conjuncts(node.this), *_conjuncts(node.expression)]
-    if isinstance(node, exp.Paren) and isinstance(node.this, exp.And):
-        return _conjuncts(node.this)
-    return [node]
 
 
 def _assign_windows(table: Any, *, time_col: str, spec: WindowSpec) -> Any:
@@ -1483,10 +888,10 @@ def select_sql(
     cols = []
     for e, n in zip(items, names, strict=True):
         inner = e.this if isinstance(e, exp.Alias) else e
-        cols.append(f"{to_duckdb(_unqualified(inner))} AS {_quote(n)}")
+        cols.append(f"{to_duckdb(unqualified(inner))} AS {quote(n)}")
     sql = f"SELECT {', '.join(cols)} FROM {BATCH}"
     if where is not None:
-        sql += f" WHERE {to_duckdb(_unqualified(where))}"
+        sql += f" WHERE {to_duckdb(unqualified(where))}"
     return sql
 
 
@@ -1495,40 +900,3 @@ def _flink_detail(
 ) -> str:
     sel = ", ".join(e.sql() for e in items)
     return f"select=[{sel}]" + (f", where=[{where.sql()}]" if where is not None else "")
-
-
-def parse_duration_ms(text: str) -> int:
-    """A Flink duration (``10 s``, ``500ms``, ``1 min``, ``2h``, a bare number = ms) in ms.
-
-    >>> parse_duration_ms("10 s"), parse_duration_ms("1min"), parse_duration_ms("250")
-    (10000, 60000, 250)
-    """
-    import re
-
-    units = {
-        "ms": 1,
-        "milli": 1,
-        "millis": 1,
-        "millisecond": 1,
-        "milliseconds": 1,
-        "s": 1000,
-        "sec": 1000,
-        "secs": 1000,
-        "second": 1000,
-        "seconds": 1000,
-        "min": 60_000,
-        "m": 60_000,
-        "mins": 60_000,
-        "minute": 60_000,
-        "minutes": 60_000,
-        "h": 3_600_000,
-        "hour": 3_600_000,
-        "hours": 3_600_000,
-        "d": 86_400_000,
-        "day": 86_400_000,
-        "days": 86_400_000,
-    }
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or (m.group(2) and m.group(2).lower() not in units):
-        raise SqlError(f"expected a duration such as '10 s', '500 ms' or '1 min', found {text!r}")
-    return int(float(m.group(1)) * units[m.group(2).lower() or "ms"])

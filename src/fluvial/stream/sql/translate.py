@@ -252,6 +252,12 @@ def _translate(node: exp.Expression) -> exp.Expression:
 def _one(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Anonymous):
         return _function(node)
+    if isinstance(node, exp.Div):
+        # Flink's `/` on two integers is integer division truncating toward zero (Java);
+        # DuckDB's `/` always divides as DOUBLE. DuckDB's `//` truncates toward zero on
+        # integers and divides like `/` on anything else, so it is Flink's `/` exactly —
+        # except that an integer division by zero is NULL here, where Flink fails the job.
+        return exp.IntDiv(this=node.this, expression=node.expression)
     if isinstance(node, exp.Cast):
         to = node.args["to"]
         if isinstance(to, exp.DataType) and to.this != exp.DType.USERDEFINED:
