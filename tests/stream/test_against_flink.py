@@ -113,7 +113,7 @@ QUERIES: dict[str, tuple[str, str]] = {
     ),
     # `/` on integers truncates toward zero in Flink (negative operands included)
     "arithmetic": (
-        "user_id STRING, q INT, neg INT, wide BIGINT, r INT, per DOUBLE, ts TIMESTAMP(3)",
+        "user_id STRING, q INT, neg INT, wide BIGINT, r INT, price_q DOUBLE, ts TIMESTAMP(3)",
         """SELECT user_id, amount / 7, (amount - 50) / 7, CAST(amount AS BIGINT) / -3,
                   MOD(amount, 7), price / 4, ts
            FROM events

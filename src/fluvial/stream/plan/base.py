@@ -10,17 +10,46 @@ from sqlglot import exp
 
 from fluvial.errors import SqlError, UnsupportedSqlError
 from fluvial.stream.connectors.options import Options
+from fluvial.stream.ops.spec import AggFunc
 from fluvial.stream.plan.exprs import where
 from fluvial.stream.sql.ast import CreateTable, Script
 
 if TYPE_CHECKING:
     from fluvial.stream.plan.exprs import Rel
 
-__all__ = ["STATE_TTL_KEY", "WATERMARK_INTERVAL_KEY", "PlannerBase", "parse_duration_ms"]
+__all__ = [
+    "AGG_FUNCS",
+    "LATENESS_OPTION",
+    "LEGACY_AUX",
+    "LEGACY_WINDOWS",
+    "STATE_TTL_KEY",
+    "UNSUPPORTED_AGGS",
+    "WATERMARK_INTERVAL_KEY",
+    "WINDOW_COLUMNS",
+    "PlannerBase",
+    "parse_duration_ms",
+]
 
 WATERMARK_INTERVAL_KEY = "pipeline.auto-watermark-interval"
 #: Flink's idle state retention: applies to unbounded operators (windows clean by watermark)
 STATE_TTL_KEY = "table.exec.state.ttl"
+
+
+WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
+#: legacy group-window auxiliary functions -> the window column they stand for
+LEGACY_AUX = {"START": "window_start", "END": "window_end", "ROWTIME": "window_time"}
+LEGACY_WINDOWS = ("TUMBLE", "HOP", "SESSION")
+#: Fluvial's table option (an extension of Flink's) on a source table with a WATERMARK
+LATENESS_OPTION = "fluvial.allowed-lateness"
+
+AGG_FUNCS: dict[type[exp.Expr], AggFunc] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+}
+UNSUPPORTED_AGGS = (exp.AggFunc,)
 
 
 class PlannerBase:
@@ -66,6 +95,8 @@ class PlannerBase:
         def tvf_rows(self, rel: Rel) -> Rel: ...
         def calc(self, q: exp.Select, rel: Rel) -> Rel: ...
         def check_columns(self, node: exp.Expression, rel: Rel) -> None: ...
+        def expand(self, q: exp.Select, rel: Rel) -> list[exp.Expression]: ...
+        def names(self, items: list[exp.Expression]) -> list[str]: ...
 
 
 def parse_duration_ms(text: str) -> int:

@@ -3,20 +3,24 @@ over sqlglot expressions (positions for errors, function names, qualifiers, quot
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
 from fluvial.stream.ops.spec import WindowSpec
-from fluvial.stream.plan.nodes import Source, Step
+from fluvial.stream.plan.nodes import BATCH, Source, Step
+from fluvial.stream.sql import to_duckdb
 
 __all__ = [
     "Rel",
     "and_parts",
     "call_args",
+    "flink_detail",
     "func_name",
     "output_name",
     "quote",
+    "select_sql",
     "unqualified",
     "where",
 ]
@@ -106,3 +110,23 @@ class Rel:
     window_props: dict[str, str] = field(default_factory=dict)
     #: the source itself emits updates (an outer regular join)
     updating: bool = False
+
+
+def select_sql(
+    items: Iterable[exp.Expr], names: Iterable[str], where: exp.Expression | None
+) -> str:
+    cols = []
+    for e, n in zip(items, names, strict=True):
+        inner = e.this if isinstance(e, exp.Alias) else e
+        cols.append(f"{to_duckdb(unqualified(inner))} AS {quote(n)}")
+    sql = f"SELECT {', '.join(cols)} FROM {BATCH}"
+    if where is not None:
+        sql += f" WHERE {to_duckdb(unqualified(where))}"
+    return sql
+
+
+def flink_detail(
+    items: Iterable[exp.Expr], where: exp.Expression | None, names: Iterable[str] = ()
+) -> str:
+    sel = ", ".join(e.sql() for e in items)
+    return f"select=[{sel}]" + (f", where=[{where.sql()}]" if where is not None else "")
