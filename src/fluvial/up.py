@@ -5,8 +5,11 @@
 - ``web``: ``fluvial serve`` — the collector (``/v1``), the API (``/api``), the UI (``/``)
   and ``/metrics`` on one port (:mod:`fluvial.serve.app`);
 - ``stream-<name>``: ``fluvial stream run pipelines/<name>.sql`` for every pipeline file,
-  ``--from checkpoint`` once the job has a checkpoint (decided at every restart); stopped
-  with SIGINT, on which a pipeline takes a last checkpoint;
+  ``--from checkpoint`` once the job's current version has a checkpoint (decided at every
+  restart); stopped with SIGINT, on which a pipeline takes a last checkpoint. After a
+  Kappa switch (``fluvial stream replay``, ``switch``, ``rollback``) the worker is
+  restarted on the version readers now use, from that version's checkpoint, so the live
+  outputs continue from it;
 - ``archiver``: ``fluvial lake archive`` (``[up] archive``);
 - ``alerts``: the alert evaluator, when :mod:`fluvial.serve.alerts` is installed;
 
@@ -100,14 +103,27 @@ def alerts_available() -> bool:
 def _pipeline_argv(project: Project, file: Path) -> Callable[[], list[str]]:
     def argv() -> list[str]:
         from fluvial.stream.checkpoint import CheckpointStore
+        from fluvial.stream.runtime import job_dir
+        from fluvial.stream.versions import current_version, version_job_name
 
         args = ["stream", "run", str(file), "--project", str(project.root)]
-        store = CheckpointStore(project.data_dir / "stream" / file.stem / "checkpoints")
-        if store.latest() is not None:
+        job = version_job_name(file.stem, current_version(project, file.stem))
+        if CheckpointStore(job_dir(project, job) / "checkpoints").latest() is not None:
             args += ["--from", "checkpoint"]
         return _fluvial(*args)
 
     return argv
+
+
+def _pipeline_revision(project: Project, file: Path) -> Callable[[], str]:
+    """The version of *file*'s job readers use (its worker restarts when it changes)."""
+
+    def revision() -> str:
+        from fluvial.stream.versions import current_version
+
+        return f"version {current_version(project, file.stem)}"
+
+    return revision
 
 
 def plan(project: Project, *, host: str, port: int) -> tuple[list[WorkerSpec], list[Schedule]]:
@@ -136,6 +152,7 @@ def plan(project: Project, *, host: str, port: int) -> tuple[list[WorkerSpec], l
                 stop_signal=signal.SIGINT,  # `stream run` checkpoints and commits on SIGINT
                 env=env,
                 cwd=project.root,
+                revision=_pipeline_revision(project, file),
             )
         )
     if settings.up.archive:

@@ -74,6 +74,37 @@ def test_a_worker_killed_with_sigkill_is_restarted(tmp_path: Path) -> None:
     assert _gone(second)
 
 
+def test_a_worker_whose_revision_changes_is_restarted_gracefully(tmp_path: Path) -> None:
+    marker = tmp_path / "revision"
+    marker.write_text("1")
+    stopped = tmp_path / "stopped"
+    # the worker records that it saw its stop signal (a pipeline checkpoints there)
+    graceful = _python(
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (open({str(stopped)!r}, 'a').write('x'), "
+        "sys.exit(0)))\n"
+        "while True: time.sleep(0.05)"
+    )
+    events: list[str] = []
+    spec = WorkerSpec("w", graceful, revision=lambda: f"version {marker.read_text()}")
+    sup = Supervisor([spec], policy=FAST, on_event=events.append)
+    sup.start()
+    try:
+        first = sup.worker_pids()["w"]
+        time.sleep(1.2)
+        sup.step()
+        assert sup.worker_pids()["w"] == first  # same revision: left alone
+        marker.write_text("2")
+        _until(lambda: sup.worker_pids()["w"] not in (None, first), sup)
+        row = sup.snapshot()["workers"][0]
+        assert row["state"] == "running" and row["restarts"] == 1
+        assert row["last_exit_code"] == 0 and stopped.read_text() == "x"
+        assert any("now version 2 (was version 1)" in e for e in events)
+        assert not any("restarting in" in e for e in events)  # not a crash: no backoff
+    finally:
+        sup.shutdown()
+
+
 def test_a_crash_loop_is_given_up_with_growing_backoff(tmp_path: Path) -> None:
     events: list[str] = []
     sup = Supervisor(

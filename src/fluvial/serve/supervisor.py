@@ -8,6 +8,11 @@ order). A *service* worker that exits is restarted after an exponential backoff
 runs a *job* worker whenever its cron expression comes due (skipped while the previous
 run is still going).
 
+A worker whose spec has a *revision* (a callable saying what it should run, e.g. the
+current version of a stream pipeline after a Kappa switch) is restarted gracefully when
+that value changes: its stop signal, then — once it has exited, or after
+``grace_seconds`` with SIGKILL — a fresh start, which is not counted as a crash.
+
 Shutdown: every worker gets its stop signal (SIGTERM unless the spec says otherwise),
 then SIGKILL — to its whole process group — once ``grace_seconds`` have passed. On Linux
 each worker also asks the kernel to SIGTERM it should the supervisor die without a
@@ -69,7 +74,9 @@ class WorkerSpec:
     """One worker process: its name, command line and how it is stopped.
 
     *argv* may be a callable, evaluated at every (re)start: a stream pipeline resumes
-    ``--from checkpoint`` once it has one.
+    ``--from checkpoint`` once it has one. *revision*, when given, is polled about once a
+    second while the worker runs; a value different from the one at its start restarts
+    it (the module docstring says how).
     """
 
     name: str
@@ -78,6 +85,7 @@ class WorkerSpec:
     stop_signal: int = signal.SIGTERM
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    revision: Callable[[], object] | None = None
 
     def command(self) -> list[str]:
         """The command line to start now."""
@@ -193,12 +201,23 @@ class _Worker:
         self.last_exit_code: int | None = None
         self.last_exit_wall: float | None = None
         self.stop_sent: float | None = None
+        self.revision: object = None
+
+    def current_revision(self) -> object:
+        """The spec's revision now (the last one known when it cannot be read)."""
+        if self.spec.revision is None:
+            return None
+        try:
+            return self.spec.revision()
+        except Exception:  # a half-written or unreadable source: keep what runs
+            return self.revision
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
     def spawn(self, env: Mapping[str, str]) -> None:
+        self.revision = self.current_revision()
         self.argv = self.spec.command()
         out: IO[bytes] | int = subprocess.DEVNULL
         if self.log_path is not None:
@@ -315,6 +334,7 @@ class Supervisor:
         self.state = "new"
         self.started_wall: float | None = None
         self._last_status = 0.0
+        self._last_revisions = 0.0
         self._lock = threading.RLock()
         self._hurry = False
         self.stop_event = threading.Event()
@@ -358,12 +378,57 @@ class Supervisor:
                         f"restarted {worker.spec.name} (pid {worker.pid}, "
                         f"restart {worker.restarts})"
                     )
+            if now - self._last_revisions >= 1.0 and self.state == "running":
+                self._last_revisions = now
+                for worker in self._workers.values():
+                    self._check_revision(worker, now)
+            for worker in self._workers.values():
+                if worker.state == "restarting":
+                    self._restart_revised(worker, now)
             wall = time.time()
             for sched in self._schedules.values():
                 if wall >= sched.next_run and self.state == "running":
                     self._run_scheduled(sched)
                     sched.next_run = next_fire(sched.schedule.cron, wall)
             self.write_status()
+
+    def _check_revision(self, worker: _Worker, now: float) -> None:
+        """Stop a running worker whose revision changed; :meth:`_restart_revised` starts
+        it again once it has exited."""
+        if worker.spec.revision is None or worker.state != "running" or worker.proc is None:
+            return
+        revision = worker.current_revision()
+        if revision == worker.revision:
+            return
+        self._say(
+            f"{worker.spec.name}: now {revision} (was {worker.revision}); restarting it "
+            f"(pid {worker.pid})"
+        )
+        worker.state = "restarting"
+        worker.stop_sent = now
+        worker.signal_group(worker.spec.stop_signal)
+
+    def _restart_revised(self, worker: _Worker, now: float) -> None:
+        assert worker.proc is not None
+        code = worker.proc.poll()
+        if code is None:
+            if worker.stop_sent is not None and now - worker.stop_sent > self.policy.grace_seconds:
+                self._say(f"{worker.spec.name} did not stop in time: killing it")
+                worker.signal_group(signal.SIGKILL)
+                worker.stop_sent = None
+            return
+        worker.signal_group(signal.SIGKILL)  # grandchildren left in its group
+        worker.last_exit_code = code
+        worker.last_exit_wall = time.time()
+        if self.state != "running":
+            worker.state = "stopped"
+            return
+        worker.restarts += 1
+        worker.spawn(self.env)
+        self._say(
+            f"restarted {worker.spec.name} on {worker.revision} (pid {worker.pid}, "
+            f"restart {worker.restarts})"
+        )
 
     def _exited(self, worker: _Worker, code: int, now: float) -> None:
         worker.last_exit_code = code
@@ -463,7 +528,7 @@ class Supervisor:
                 worker.last_exit_code = worker.proc.returncode
                 worker.last_exit_wall = time.time()
             for worker in self._workers.values():
-                if worker.state in ("running", "stopping", "backoff", "new"):
+                if worker.state in ("running", "stopping", "backoff", "new", "restarting"):
                     worker.state = "stopped"
                     worker.next_start = None
             self.state = "stopped"
