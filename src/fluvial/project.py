@@ -29,6 +29,7 @@ __all__ = ["Project"]
 PROJECT_DIRS = ("pipelines", "models", "schemas")
 #: what ``Project.init(root, example=...)`` copies from a packaged example
 EXAMPLE_DIRS = ("pipelines", "models", "quality", "schemas")
+EXAMPLE_FILES = ("metrics.toml",)
 
 
 def example_names() -> list[str]:
@@ -64,6 +65,9 @@ def _copy_example(example: str, root: Path) -> None:
     for folder in EXAMPLE_DIRS:
         if (source / folder).is_dir():
             _copy_tree(source / folder, root / folder)
+    for name in EXAMPLE_FILES:
+        if (source / name).is_file() and not (root / name).exists():
+            (root / name).write_bytes((source / name).read_bytes())
 
 
 class Project:

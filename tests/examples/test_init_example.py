@@ -28,8 +28,14 @@ def test_init_copies_the_examples_folders(tmp_path: Path) -> None:
             if p.is_file()
         }
         assert copied == _packaged(folder) and copied, folder
+    # the Lambda metric of metrics.toml: its speed pipeline and batch model are there
+    from fluvial.serve.lambda_view import load_metrics
+
+    (metric,) = load_metrics(project).values()
+    assert (project.root / "pipelines" / f"{metric.pipeline}.sql").is_file()
     models = load_models(project, existing={"raw.events", "raw.product_catalog"})
     assert {"refined.events", "curated.dim_users", "marts.daily_kpis"} <= set(models)
+    assert metric.batch_table in models
     # the rules beside a model and those for tables that are no model are both found
     assert load_rules(project, "refined.events")
     assert load_rules(project, "raw.events")

@@ -15,6 +15,7 @@ import pytest
 from fluvial.cli import main
 from fluvial.project import Project
 from fluvial.serve.app import status_path
+from fluvial.serve.store import open_store
 from fluvial.serve.supervisor import pid_alive, read_status
 
 
@@ -50,11 +51,10 @@ def test_demo_runs_the_platform_to_completion(
     assert set(pipelines) == example
     views = pipelines["page_views_per_minute"]
     assert views["rows_in"] == events.num_rows
-    # its windows, recomputed with DuckDB from the log, for every window it emitted
-    out_dir = root / "data" / "out" / "page_views_per_minute"
-    got = db.execute(
-        f"SELECT window_start, url, views FROM read_parquet('{out_dir}/*.parquet')"
-    ).fetchall()
+    # its windows (in the operational store), recomputed with DuckDB from the log
+    with open_store(project) as store:
+        db.register("windows", store.scan("page_views_per_minute"))
+    got = db.execute("SELECT window_start, url, views FROM windows").fetchall()
     assert len(got) == views["rows_out"] > 0
     expected = dict(
         ((r[0], r[1]), r[2])
@@ -73,6 +73,10 @@ def test_demo_runs_the_platform_to_completion(
     built = {m["model"] for m in batch["models"] if m["status"] == "success"}
     assert {"refined.events", "marts.daily_kpis"} <= built
     assert summary["quality"] and all("passed" in q for q in summary["quality"])
+    # the Lambda metric reconciles: any drift is late data the pipeline declared
+    (metric,) = summary["reconcile"]["metrics"]
+    assert metric["metric"] == "page_views_per_minute" and metric["unexplained"] == 0, metric
+    assert metric["status"] in ("ok", "late") and metric["rows"] > 0
     # everything stopped: no process of this project is left behind
     status = read_status(status_path(project))
     assert status is not None and status["state"] == "stopped"

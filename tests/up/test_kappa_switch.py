@@ -18,7 +18,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -116,7 +115,16 @@ def platform(project: Project) -> Iterator[tuple[Project, str, str]]:
     env = {**os.environ, **SETTINGS, "PYTHONPATH": os.pathsep.join(sys.path)}
     log = (project.root / "up.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fluvial", "up", "--project", str(project.root), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "fluvial",
+            "up",
+            "--project",
+            str(project.root),
+            "--port",
+            str(port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -155,9 +163,9 @@ def test_up_restarts_a_pipeline_on_the_version_a_replay_switched_to(
     before = _worker(project, "stream-views")
     assert before["state"] == "running" and before["restarts"] == 0
 
+    root = str(project.root)
     replay = subprocess.run(
-        [sys.executable, "-m", "fluvial", "stream", "replay", "views", "--json"]
-        + ["--project", str(project.root)],
+        [sys.executable, "-m", "fluvial", "stream", "replay", "views", "--project", root],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -170,9 +178,11 @@ def test_up_restarts_a_pipeline_on_the_version_a_replay_switched_to(
 
     # the supervisor notices the switch and restarts the worker on version 2
     restarted = _wait(
-        lambda: (w := _worker(project, "stream-views")).get("restarts") == 1
-        and w.get("state") == "running"
-        and w,
+        lambda: (
+            (w := _worker(project, "stream-views")).get("restarts") == 1
+            and w.get("state") == "running"
+            and w
+        ),
         "the worker's restart",
     )
     assert restarted["pid"] != before["pid"]

@@ -39,6 +39,10 @@ EXAMPLE = "clickstream"
 #: the demo's workers commit to the lake within seconds (the default buffers a minute)
 DEMO_ENV = {"FLUVIAL_LAKE__BUFFER_SECONDS": "2"}
 CATCH_UP_SECONDS = 90.0
+RECONCILE_COLUMNS = (
+    *("metric", "status", "start", "end", "periods", "rows", "matching"),
+    *("late", "unexplained", "late_events"),
+)
 
 SUMMARY_SQL = {
     "events by type": """
@@ -381,8 +385,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
             as_json=False,
             title="quality checks",
         )
-    if summary["reconcile"] is not None:
-        console.print(f"reconciliation: {summary['reconcile']}", highlight=False, markup=False)
+    reconciled = summary["reconcile"]
+    if isinstance(reconciled, dict) and "metrics" in reconciled:
+        print_rows(
+            reconciled["metrics"],
+            RECONCILE_COLUMNS,
+            as_json=False,
+            title="Lambda reconciliation (speed layer against batch layer): "
+            + ("ok" if reconciled.get("ok") else "unexplained drift"),
+        )
+        if not reconciled["metrics"]:
+            console.print(f"reconciliation: {reconciled.get('note') or 'no metrics'}")
+    elif reconciled is not None:
+        console.print(f"reconciliation: {reconciled}", highlight=False, markup=False)
     console.print(
         f"next: [bold]fluvial up --project {summary['project']}[/] and open {summary['url']}/",
         highlight=False,

@@ -1,5 +1,9 @@
--- Page views per minute per page, from the clickstream `events` topic.
--- Runs unchanged on Apache Flink (with a Kafka `events` table) and on Fluvial:
+-- Page views per minute per page, from the clickstream `events` topic, upserted into the
+-- operational store: the live dashboard's top pages and the speed layer of the Lambda
+-- metric `page_views_per_minute` (metrics.toml; its batch layer is
+-- models/marts/page_views_per_minute.sql). Page views that arrive after the watermark
+-- passed their minute go to the `page_views_late` topic, which `fluvial reconcile` reads.
+-- Flink SQL; on Apache Flink, read `events` from Kafka and write an upsert sink instead.
 --   fluvial stream run pipelines/page_views_per_minute.sql --until-idle
 
 SET 'execution.checkpointing.interval' = '10 s';
@@ -14,19 +18,19 @@ CREATE TABLE events (
   WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
 ) WITH (
   'connector' = 'fluvial',
-  'topic' = 'events'
+  'topic' = 'events',
+  'fluvial.late-events.topic' = 'page_views_late'
 );
 
 CREATE TABLE page_views_per_minute (
   window_start TIMESTAMP(3),
-  window_end TIMESTAMP(3),
   url STRING,
   views BIGINT,
-  visitors BIGINT
+  visitors BIGINT,
+  PRIMARY KEY (window_start, url) NOT ENFORCED
 ) WITH (
-  'connector' = 'filesystem',
-  'path' = 'data/out/page_views_per_minute',
-  'format' = 'parquet'
+  'connector' = 'store',
+  'table' = 'page_views_per_minute'
 );
 
 CREATE TEMPORARY VIEW page_views AS
@@ -35,6 +39,6 @@ FROM events
 WHERE event_type = 'page_view';
 
 INSERT INTO page_views_per_minute
-SELECT window_start, window_end, url, COUNT(*) AS views, COUNT(DISTINCT anonymous_id) AS visitors
+SELECT window_start, url, COUNT(*) AS views, COUNT(DISTINCT anonymous_id) AS visitors
 FROM TABLE(TUMBLE(TABLE page_views, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
 GROUP BY window_start, window_end, url;
