@@ -180,7 +180,7 @@ def test_both_runs_build_every_model_and_pass_quality(built: Built) -> None:
     for result in (built.first, built.second):
         assert result.ok, result.as_dict()
         statuses = {m.model: (m.status, m.message, m.quarantined) for m in result.models}
-        assert len(statuses) == 16
+        assert len(statuses) == 17
         assert all(s == "success" and q == 0 for s, _, q in statuses.values()), statuses
     # the second run reads only the raw events appended since the first
     events = built.second.model("refined.events")

@@ -1,7 +1,7 @@
 -- Page views per minute per page, from the clickstream `events` topic, upserted into the
 -- operational store: the live dashboard's top pages and the speed layer of the Lambda
 -- metric `page_views_per_minute` (metrics.toml; its batch layer is
--- models/marts/page_views_per_minute.sql). Page views that arrive after the watermark
+-- models/curated/page_views_per_minute.sql). Page views that arrive after the watermark
 -- passed their minute go to the `page_views_late` topic, which `fluvial reconcile` reads.
 -- Flink SQL; on Apache Flink, read `events` from Kafka and write an upsert sink instead.
 --   fluvial stream run pipelines/page_views_per_minute.sql --until-idle

@@ -1,5 +1,6 @@
 /*---
 materialized: table
+partition_by: day(window_start)
 description: >-
   Page views per minute (UTC) and page: the batch layer of the Lambda metric
   page_views_per_minute (metrics.toml). The same definition as the stream pipeline
@@ -15,10 +16,10 @@ columns:
   visitors: {description: Distinct devices (anonymous_id) among them.}
 ---*/
 SELECT
-    time_bucket(INTERVAL 1 MINUTE, event_time) AS window_start,
+    date_trunc('minute', event_time) AS window_start,
     page.url AS url,
     count(*) AS views,
     count(DISTINCT anonymous_id) AS visitors
 FROM raw.events
 WHERE event_type = 'page_view'
-GROUP BY ALL
+GROUP BY 1, 2
