@@ -26,6 +26,7 @@ from fluvial.cli import (
     lambda_kappa,
     lineage,
     log,
+    policy,
     principals,
     quality,
     schemas,
@@ -75,6 +76,7 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(principals.app, name="principals")
 app.add_typer(principals.roles_app, name="roles")
 app.add_typer(audit.app, name="audit")
+policy.register(app)
 sql.register(app)
 lineage.register(app)
 forget.register(app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fluvial.govern.audit import AuditLog, AuditRecord, Verification, open_audit
 from fluvial.govern.model import AccessResolver, Mask, Principal, TableAccess
+from fluvial.govern.policy import PolicyStore, open_policy
 from fluvial.govern.principals import PrincipalStore, Role, open_principals
 
 __all__ = [
@@ -17,11 +18,13 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "Mask",
+    "PolicyStore",
     "Principal",
     "PrincipalStore",
     "Role",
     "TableAccess",
     "Verification",
     "open_audit",
+    "open_policy",
     "open_principals",
 ]
