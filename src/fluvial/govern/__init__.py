@@ -9,6 +9,7 @@ user SQL with it; every decision is written to the :mod:`~fluvial.govern.audit` 
 from __future__ import annotations
 
 from fluvial.govern.audit import AuditLog, AuditRecord, Verification, open_audit
+from fluvial.govern.enforce import GovernedResult, run_governed
 from fluvial.govern.model import AccessResolver, Mask, Principal, TableAccess
 from fluvial.govern.policy import PolicyStore, open_policy
 from fluvial.govern.principals import PrincipalStore, Role, open_principals
@@ -17,6 +18,7 @@ __all__ = [
     "AccessResolver",
     "AuditLog",
     "AuditRecord",
+    "GovernedResult",
     "Mask",
     "PolicyStore",
     "Principal",
@@ -27,4 +29,5 @@ __all__ = [
     "open_audit",
     "open_policy",
     "open_principals",
+    "run_governed",
 ]

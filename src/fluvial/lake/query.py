@@ -105,8 +105,12 @@ def connect(
     snapshot_id: int | None = None,
     as_of: datetime | None = None,
     database: str = ":memory:",
+    schema: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every lake table as a view ``zone.table``.
+
+    With *schema*, every view is instead ``<schema>."zone.table"`` and no zone schema
+    exists (the governed sandbox hides the tables behind a name users cannot know).
 
     Raises:
         NotFoundError: *snapshot_id* is no snapshot of any table.
@@ -125,12 +129,14 @@ def connect(
         moment = as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)
         as_of_ms = int(moment.timestamp() * 1000)
     pinned = False
-    for zone in lake.zones:
+    for zone in lake.zones if schema is None else (schema,):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(zone)}")
     for name in lake.tables():
         table = lake.table(name)
         zone, _, short = name.partition(".")
-        view = f"{quote(zone)}.{quote(short)}"
+        view = (
+            f"{quote(zone)}.{quote(short)}" if schema is None else f"{quote(schema)}.{quote(name)}"
+        )
         readable, snap = _pick_snapshot(table, snapshot_id, as_of_ms)
         pinned = pinned or (snap is not None and snap == snapshot_id)
         if not readable:  # no snapshot (yet, or at that time): an empty view of its schema
