@@ -21,7 +21,7 @@ from fluvial.govern.enforce import AUDIT_SQL_CHARS, GovernedSession, run_governe
 from fluvial.govern.model import Principal
 from fluvial.govern.rewrite import MAX_SQL_CHARS
 
-from .world import ADMIN, ANALYST, OUTSIDER, SALT, Governed, governed  # noqa: F401
+from .world import ADMIN, ANALYST, OUTSIDER, SALT, Governed, governed_world  # noqa: F401
 
 #: the analyst's view of the data, written by hand
 VIEW = (

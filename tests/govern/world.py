@@ -1,5 +1,5 @@
 """A governed project for the enforcement tests: lake tables with personal data, a resolver
-masks, and a DuckDB reference over the very same rows."""
+with grants, filters and masks, and a DuckDB reference over the very same rows."""
 
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ class Governed:
         return sorted(rows, key=repr)
 
 
-@pytest.fixture(scope="package")
-def governed(tmp_path_factory: pytest.TempPathFactory) -> Governed:
+@pytest.fixture(scope="package", name="governed")
+def governed_world(tmp_path_factory: pytest.TempPathFactory) -> Governed:
     from fluvial.lake import append, open_lake
 
     root: Path = tmp_path_factory.mktemp("govern") / "shop"
