@@ -315,6 +315,17 @@ class AwsSettings:
     resource_prefix: str = _f(
         "fluvial", "prefix of the streams, tables, buckets and Glue databases Fluvial creates"
     )
+    peak_events_per_second: float = _f(
+        1000.0,
+        "fluvial aws template: the peak rate the events stream must take (sizes its Kinesis shards)",
+    )
+    event_bytes: int = _f(
+        1024, "fluvial aws template and cost: the average size of one event as logged (bytes)"
+    )
+    athena_max_scan_gb: float = _f(
+        100.0,
+        "fluvial aws template: the Athena workgroup cancels a query that scans more than this (GB)",
+    )
 
 
 @dataclass(frozen=True)

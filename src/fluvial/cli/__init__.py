@@ -15,6 +15,7 @@ from typer._click.exceptions import ClickException  # Typer vendors its own Clic
 from fluvial.cli import (
     alerts,
     audit,
+    aws,
     batch,
     collect,
     demo,
@@ -77,6 +78,7 @@ app.add_typer(principals.app, name="principals")
 app.add_typer(principals.roles_app, name="roles")
 app.add_typer(audit.app, name="audit")
 policy.register(app)
+app.add_typer(aws.app, name="aws")
 sql.register(app)
 lineage.register(app)
 forget.register(app)

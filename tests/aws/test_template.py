@@ -1,0 +1,283 @@
+"""``fluvial aws template``: cfn-lint finds nothing, and the stack says what the project says."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import need
+from fluvial.aws.grants import Grant
+from fluvial.aws.template import build_template, dump_template
+from fluvial.errors import ConfigError, UsageError
+from fluvial.project import Project
+
+GRANTS = [
+    Grant("analyst", "curated", ("SELECT", "DESCRIBE")),
+    Grant("analyst", "refined.events", ("SELECT",)),
+    Grant("support", "curated.dim_users", ("SELECT",), ("user_id", "country")),
+]
+
+STORE_PIPELINE = """
+CREATE TABLE clicks (user_id STRING, page STRING, ts TIMESTAMP(3)) WITH ('connector' = 'fluvial', 'topic' = 'clicks');
+CREATE TABLE totals (user_id STRING, n BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)
+WITH ('connector' = 'store', 'table' = 'user_totals', 'ttl' = '1 d');
+CREATE TABLE archive (user_id STRING, page STRING, ts TIMESTAMP(3))
+WITH ('connector' = 'lake', 'table' = 'refined.clicks', 'time-column' = 'ts');
+INSERT INTO totals SELECT user_id, COUNT(*) FROM clicks GROUP BY user_id;
+INSERT INTO archive SELECT user_id, page, ts FROM clicks;
+"""
+
+
+def lint(template: dict[str, Any], tmp_path: Path) -> list[str]:
+    """cfn-lint's findings (errors, warnings and informational) on *template*."""
+    need(importlib.util.find_spec("cfnlint") is not None, "cfn-lint is not installed")
+    from cfnlint.api import ManualArgs, lint_file
+
+    path = tmp_path / "template.json"
+    path.write_text(dump_template(template), encoding="utf-8")
+    matches = lint_file(path, config=ManualArgs(regions=["us-east-1"]))
+    return [f"{m.rule.id} {m.message} ({m.linenumber})" for m in matches]
+
+
+def of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == type_}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.fixture
+def clickstream(tmp_path: Path) -> Project:
+    return Project.init(tmp_path / "shop", example="clickstream")
+
+
+def test_default_project_passes_cfn_lint(tmp_path: Path) -> None:
+    project = Project.init(tmp_path / "p")
+    assert lint(build_template(project), tmp_path) == []
+
+
+def test_clickstream_with_grants_and_store_passes_cfn_lint(
+    clickstream: Project, tmp_path: Path
+) -> None:
+    (clickstream.root / "pipelines" / "user_totals.sql").write_text(STORE_PIPELINE)
+    template = build_template(clickstream, GRANTS)
+    assert of_type(template, "AWS::DynamoDB::Table")  # the linted template has every kind
+    assert lint(template, tmp_path) == []
+
+
+def test_lint_catches_a_broken_template(tmp_path: Path) -> None:
+    """The check above can fail: a misspelt property is an error."""
+    template = build_template(Project.init(tmp_path / "p"))
+    template["Resources"]["StreamEvents"]["Properties"]["ShardCnt"] = 1
+    assert any(f.startswith("E3002") for f in lint(template, tmp_path))
+
+
+def test_no_role_may_do_anything_anywhere(clickstream: Project) -> None:
+    (clickstream.root / "pipelines" / "user_totals.sql").write_text(STORE_PIPELINE)
+    template = build_template(clickstream, GRANTS)
+    roles = of_type(template, "AWS::IAM::Role")
+    assert len(roles) >= 10
+    for name, role in roles.items():
+        for s in statements(role):
+            actions = listed(s["Action"])
+            assert all("*" not in a for a in actions), (name, actions)
+            if s["Resource"] == "*":  # only what has no resource-level permissions
+                assert actions == ["lakeformation:GetDataAccess"], (name, actions)
+            assert s["Effect"] == "Allow"
+
+
+def test_each_worker_gets_only_its_streams_and_tables(clickstream: Project) -> None:
+    (clickstream.root / "pipelines" / "user_totals.sql").write_text(STORE_PIPELINE)
+    t = build_template(clickstream, GRANTS)
+    roles = of_type(t, "AWS::IAM::Role")
+
+    def resources(role: str, action: str) -> list[Any]:
+        return [
+            r
+            for s in statements(roles[role])
+            if action in listed(s["Action"])
+            for r in listed(s["Resource"])
+        ]
+
+    get_att = lambda logical: {"Fn::GetAtt": [logical, "Arn"]}  # noqa: E731
+    assert resources("CollectorRole", "kinesis:PutRecords") == [
+        get_att("StreamEvents"),
+        get_att("StreamEventsFailed"),
+    ]
+    assert resources("CollectorRole", "kinesis:GetRecords") == []
+    # active_users_hop reads events and writes the active_users topic
+    assert resources("PipelineActiveUsersHopRole", "kinesis:GetRecords") == [
+        get_att("StreamEvents")
+    ]
+    assert resources("PipelineActiveUsersHopRole", "kinesis:PutRecords") == [
+        get_att("StreamActiveUsers")
+    ]
+    # the store pipeline: its topic, its DynamoDB table, the refined zone and nothing else
+    assert resources("PipelineUserTotalsRole", "dynamodb:PutItem") == [get_att("StoreUserTotals")]
+    assert resources("PipelineUserTotalsRole", "kinesis:GetRecords") == [get_att("StreamClicks")]
+    assert resources("PipelineUserTotalsRole", "s3:PutObject") == [
+        {"Fn::Sub": "${RefinedBucket.Arn}/*"}
+    ]
+    assert resources("ArchiverRole", "s3:PutObject") == [{"Fn::Sub": "${RawBucket.Arn}/*"}]
+    # batch writes every zone but raw, which it only reads
+    assert {"Fn::Sub": "${RawBucket.Arn}/*"} not in resources("BatchRole", "s3:PutObject")
+    assert {"Fn::Sub": "${RawBucket.Arn}/*"} in resources("BatchRole", "s3:GetObject")
+    table = t["Resources"]["StoreUserTotals"]["Properties"]
+    assert table["TableName"] == "fluvial-user_totals"
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"]["Enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("peak", "event_bytes"), [(100, 1024), (1000, 1024), (2500, 1024), (2500, 4096), (10_000, 200)]
+)
+def test_events_stream_shards_follow_the_peak_rate(
+    tmp_path: Path, peak: int, event_bytes: int
+) -> None:
+    env = {
+        "FLUVIAL_AWS__PEAK_EVENTS_PER_SECOND": str(peak),
+        "FLUVIAL_AWS__EVENT_BYTES": str(event_bytes),
+    }
+    Project.init(tmp_path / "p")
+    t = build_template(Project(tmp_path / "p", env=env))
+    # one shard takes 1,000 records/s and 1 MiB/s
+    expected = max(1, math.ceil(max(peak / 1000, peak * event_bytes / (1024 * 1024))))
+    assert t["Resources"]["StreamEvents"]["Properties"]["ShardCount"] == expected
+    assert t["Resources"]["StreamEventsFailed"]["Properties"]["ShardCount"] == 1
+
+
+def test_stream_retention_follows_the_log(tmp_path: Path) -> None:
+    Project.init(tmp_path / "p")
+    for hours, expected in (("168", 168), ("2", 24), ("0", 8760), ("100000", 8760)):
+        env = {"FLUVIAL_LOG__RETENTION_HOURS": hours}
+        t = build_template(Project(tmp_path / "p", env=env))
+        assert t["Resources"]["StreamEvents"]["Properties"]["RetentionPeriodHours"] == expected
+
+
+def test_lifecycle_expiration_is_the_zone_retention(tmp_path: Path) -> None:
+    Project.init(tmp_path / "p")
+    env = {
+        "FLUVIAL_LAKE__RAW_RETENTION_DAYS": "90",
+        "FLUVIAL_LAKE__QUARANTINE_RETENTION_DAYS": "14",
+    }
+    t = build_template(Project(tmp_path / "p", env=env))
+    expiry = {}
+    for zone in ("raw", "refined", "curated", "quarantine"):
+        rules = t["Resources"][f"{zone.capitalize()}Bucket"]["Properties"][
+            "LifecycleConfiguration"
+        ]["Rules"]
+        expiry[zone] = [r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r]
+    assert expiry == {"raw": [90], "refined": [], "curated": [], "quarantine": [14]}
+    # raw kept forever by default: no expiration at all
+    default = build_template(Project(tmp_path / "p"))
+    rules = default["Resources"]["RawBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert not any("ExpirationInDays" in r for r in rules)
+
+
+def test_glue_databases_and_buckets_per_zone(tmp_path: Path) -> None:
+    Project.init(tmp_path / "p")
+    t = build_template(Project(tmp_path / "p", env={"FLUVIAL_AWS__RESOURCE_PREFIX": "shop-prod"}))
+    names = sorted(
+        r["Properties"]["DatabaseInput"]["Name"] for r in of_type(t, "AWS::Glue::Database").values()
+    )
+    assert names == [
+        "shop_prod_curated",
+        "shop_prod_quarantine",
+        "shop_prod_raw",
+        "shop_prod_refined",
+    ]
+    raw = t["Resources"]["RawBucket"]["Properties"]
+    assert raw["BucketName"] == {"Fn::Sub": "shop-prod-raw-${AWS::AccountId}-${AWS::Region}"}
+    assert all(raw["PublicAccessBlockConfiguration"].values())
+    assert t["Resources"]["StreamEvents"]["Properties"]["Name"] == "shop-prod-events"
+    registered = [
+        r["Properties"]["ResourceArn"] for r in of_type(t, "AWS::LakeFormation::Resource").values()
+    ]
+    assert {"Fn::GetAtt": ["RawBucket", "Arn"]} in registered and len(registered) == 4
+
+
+def test_lake_formation_permissions_mirror_the_grants(tmp_path: Path) -> None:
+    t = build_template(Project.init(tmp_path / "p"), GRANTS)
+    perms = of_type(t, "AWS::LakeFormation::PrincipalPermissions")
+    mirrored = sorted(
+        (
+            p["Properties"]["Principal"]["DataLakePrincipalIdentifier"]["Fn::GetAtt"][0],
+            json.dumps(p["Properties"]["Resource"], sort_keys=True),
+            tuple(p["Properties"]["Permissions"]),
+        )
+        for name, p in perms.items()
+        if name.startswith("Query")
+    )
+    account = {"Ref": "AWS::AccountId"}
+
+    def res(**kw: Any) -> str:
+        return json.dumps(kw, sort_keys=True)
+
+    assert mirrored == sorted(
+        [
+            (
+                "QueryAnalystRole",
+                res(
+                    Table={
+                        "CatalogId": account,
+                        "DatabaseName": "fluvial_curated",
+                        "TableWildcard": {},
+                    }
+                ),
+                ("DESCRIBE", "SELECT"),
+            ),
+            (
+                "QueryAnalystRole",
+                res(
+                    Table={
+                        "CatalogId": account,
+                        "DatabaseName": "fluvial_refined",
+                        "Name": "events",
+                    }
+                ),
+                ("SELECT",),
+            ),
+            (
+                "QuerySupportRole",
+                res(
+                    TableWithColumns={
+                        "CatalogId": account,
+                        "DatabaseName": "fluvial_curated",
+                        "Name": "dim_users",
+                        "ColumnNames": ["user_id", "country"],
+                    }
+                ),
+                ("SELECT",),
+            ),
+        ]
+    )
+    # a query role reads the catalog of its granted zones only, and queries through Athena
+    support = statements(t["Resources"]["QuerySupportRole"])
+    glue = [r for s in support if "glue:GetTable" in s["Action"] for r in s["Resource"]]
+    assert not any("fluvial_refined" in json.dumps(r) for r in glue)
+    assert any("athena:StartQueryExecution" in s["Action"] for s in support)
+
+
+def test_no_grants_no_query_roles(tmp_path: Path) -> None:
+    t = build_template(Project.init(tmp_path / "p"), [])
+    assert not [k for k in t["Resources"] if k.startswith("Query") and k.endswith("Role")]
+
+
+def test_bad_grants_and_prefix_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="privileges among"):
+        Grant("a", "curated", ("READ",))
+    with pytest.raises(UsageError, match="column grants are SELECT on a table"):
+        Grant("a", "curated", ("SELECT",), ("x",))
+    Project.init(tmp_path / "p")
+    with pytest.raises(ConfigError, match=r"aws\.resource_prefix"):
+        build_template(Project(tmp_path / "p", env={"FLUVIAL_AWS__RESOURCE_PREFIX": "Shop_Prod"}))
