@@ -23,6 +23,7 @@ BENCHMARKS = (
     "lake/bench_compact.py",
     "serve/bench_store.py",
     "batch/bench_reference.py",
+    "bench_aws_sizes.py",
 )
 
 

@@ -53,9 +53,9 @@ def test_cost_json_breakdown(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert kinesis["shard-hours"]["quantity"] == 2 * 730
     assert kinesis["extended retention"]["usd"] == round(2 * 730 * 0.02, 2)  # beyond 24 h
     assert services["flink"]["usd"] == 0
-    # 30 days of Parquet (ratio 8) of 1,000 × 1 KiB events/s
+    # 30 days of Parquet (ratio 9, the default) of 1,000 × 1 KiB events/s
     s3 = {line["item"]: line for line in services["s3"]["lines"]}
-    assert s3["storage"]["quantity"] == pytest.approx(1000 * 1024 * 86400 * 30 / 8 / 1024**3)
+    assert s3["storage"]["quantity"] == pytest.approx(1000 * 1024 * 86400 * 30 / 9 / 1024**3)
     assert doc["total_usd"] == pytest.approx(sum(s["usd"] for s in doc["services"]), abs=0.02)
     assert set(doc["savings_usd"]) == {
         "record aggregation",

@@ -164,7 +164,7 @@ class Optimizations:
     partition_pruning: bool = True
     parquet: bool = True
     #: JSON bytes ÷ zstd Parquet bytes of the same events
-    parquet_compression_ratio: float = 8.0
+    parquet_compression_ratio: float = 9.0
 
 
 ALL_OPTIMIZATIONS = Optimizations()

@@ -142,6 +142,13 @@ def cost(
     store_reads: Annotated[
         float, typer.Option("--store-reads-per-second", help="DynamoDB reads/s (API, dashboards).")
     ] = 0.0,
+    flink_applications: Annotated[
+        int | None,
+        typer.Option(
+            "--flink-applications",
+            help="Managed Flink applications (default: one per pipeline in pipelines/).",
+        ),
+    ] = None,
     compression: Annotated[
         float, typer.Option("--compression-ratio", help="JSON bytes ÷ Parquet bytes of the events.")
     ] = ALL_OPTIMIZATIONS.parquet_compression_ratio,
@@ -184,7 +191,7 @@ def cost(
         streams=len(inv.streams),
         stream_retention_hours=inv.streams[0].retention_hours,
         commit_seconds=s.lake.buffer_seconds,
-        flink_applications=len(inv.pipelines),
+        flink_applications=len(inv.pipelines) if flink_applications is None else flink_applications,
         store_writes_per_second=measured.store_writes_per_second if measured else store_writes,
         store_reads_per_second=store_reads,
     )
