@@ -22,7 +22,18 @@ def test_template_to_a_file_and_to_stdout(
     assert "wrote" in capsys.readouterr().out
     assert main(["aws", "template", "-p", str(root)]) == 0
     assert json.loads(capsys.readouterr().out) == written
-    assert "StreamActiveUsers" in written["Resources"]  # a topic a pipeline writes
+    resources = written["Resources"]
+    assert "StreamActiveUsers" in resources  # a topic a pipeline writes
+    # page_views_per_minute upserts into the store and sends late rows to a topic
+    assert resources["StorePageViewsPerMinute"]["Type"] == "AWS::DynamoDB::Table"
+    role = resources["PipelinePageViewsPerMinuteRole"]["Properties"]["Policies"][0]
+    puts = [
+        r
+        for st in role["PolicyDocument"]["Statement"]
+        if "kinesis:PutRecords" in st["Action"]
+        for r in st["Resource"]
+    ]
+    assert puts == [{"Fn::GetAtt": ["StreamPageViewsLate", "Arn"]}]
 
 
 def test_cost_json_breakdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,8 @@
 
 :func:`inventory` reads the project's settings (``[log]`` topics and retention, ``[lake]``
 zones and their retention, ``[aws]`` sizing) and every pipeline in ``pipelines/``: a
-``'fluvial'`` table names a topic (read, or written when a pipeline inserts into it), a
+``'fluvial'`` table names a topic (read, or written when a pipeline inserts into it; its
+``'fluvial.late-events.topic'`` is written), a
 ``'store'`` table a store table with its primary key, a ``'lake'`` table a lake table. It
 opens nothing: no log, no store, no catalog, so it works on a fresh checkout.
 
@@ -86,6 +87,7 @@ def stream_retention_hours(log_retention_hours: float) -> int:
 
 
 def _pipelines(project: Project, default_ttl: str) -> tuple[list[PipelineUse], list[StoreTable]]:
+    from fluvial.stream.plan.build import LATE_TOPIC_OPTION
     from fluvial.stream.sql.parser import parse_script
 
     folder = project.root / "pipelines"
@@ -102,6 +104,8 @@ def _pipelines(project: Project, default_ttl: str) -> tuple[list[PipelineUse], l
             connector = table.options.get("connector")
             if connector == "fluvial" and (topic := table.options.get("topic")):
                 (writes if name in targets else reads).append(topic)
+                if late := table.options.get(LATE_TOPIC_OPTION):
+                    writes.append(late)  # the side output of rows dropped as late
             elif connector == "store" and name in targets and (st := table.options.get("table")):
                 store.append(st)
                 stores[st] = StoreTable(
