@@ -281,3 +281,33 @@ def test_bad_grants_and_prefix_are_one_line_errors(tmp_path: Path) -> None:
     Project.init(tmp_path / "p")
     with pytest.raises(ConfigError, match=r"aws\.resource_prefix"):
         build_template(Project(tmp_path / "p", env={"FLUVIAL_AWS__RESOURCE_PREFIX": "Shop_Prod"}))
+
+
+def test_grants_come_from_the_projects_access_policies(tmp_path: Path) -> None:
+    """``fluvial grant`` → the template's Lake Formation permissions, with grant option."""
+    import pyarrow as pa
+
+    from fluvial.govern.policy import open_policy
+    from fluvial.lake.catalog import open_lake
+
+    project = Project.init(tmp_path / "p")
+    users = pa.schema([("user_id", pa.string()), ("email", pa.string()), ("country", pa.string())])
+    with open_lake(project) as lake:
+        lake.create_table("curated.dim_users", users)
+    policy = open_policy(project)
+    policy.principals.create_role("analyst")
+    policy.principals.create_role("support")
+    policy.grant(["SELECT", "DESCRIBE"], on="curated", to="analyst", grant_option=True)
+    policy.grant(["SELECT"], on="curated.dim_users", to="support", columns=["user_id", "country"])
+    t = build_template(Project(project.root))
+    perms = of_type(t, "AWS::LakeFormation::PrincipalPermissions")
+    analyst = [p["Properties"] for k, p in perms.items() if k.startswith("QueryAnalystRole")]
+    assert [(p["Permissions"], p["PermissionsWithGrantOption"]) for p in analyst] == [
+        (["DESCRIBE", "SELECT"], ["DESCRIBE", "SELECT"])
+    ]
+    assert analyst[0]["Resource"]["Table"]["TableWildcard"] == {}
+    support = [p["Properties"] for k, p in perms.items() if k.startswith("QuerySupportRole")]
+    assert [sorted(p["Resource"]["TableWithColumns"]["ColumnNames"]) for p in support] == [
+        ["country", "user_id"]
+    ]
+    assert lint(t, tmp_path) == []

@@ -527,7 +527,7 @@ class _Builder:
                 "Principal": {"DataLakePrincipalIdentifier": _arn(role)},
                 "Resource": resource,
                 "Permissions": sorted(set(g.privileges)),
-                "PermissionsWithGrantOption": [],
+                "PermissionsWithGrantOption": sorted(set(g.grantable)),
             },
             DependsOn=[logical_id(g.zone, "database")],
         )
