@@ -311,3 +311,75 @@ def test_grants_come_from_the_projects_access_policies(tmp_path: Path) -> None:
         ["country", "user_id"]
     ]
     assert lint(t, tmp_path) == []
+
+
+def test_filters_and_masks_narrow_the_mirrored_grants(tmp_path: Path) -> None:
+    """A data filter becomes a data cells filter the grantee selects through instead of the
+    table; a masked column is left out (Lake Formation cannot mask); neither can narrow a
+    zone-wide SELECT, which is refused."""
+    import pyarrow as pa
+
+    from fluvial.govern.model import Mask
+    from fluvial.govern.policy import open_policy
+    from fluvial.lake.catalog import open_lake
+
+    project = Project.init(tmp_path / "p")
+    cols = ["user_id", "email", "phone", "country"]
+    with open_lake(project) as lake:
+        lake.create_table("curated.dim_users", pa.schema([(c, pa.string()) for c in cols]))
+    policy = open_policy(project)
+    for role in ("emea", "support", "auditor"):
+        policy.principals.create_role(role)
+    policy.grant(["SELECT", "DESCRIBE"], on="curated.dim_users", to="emea")
+    policy.set_filter(
+        "emea_rows", "emea", "curated.dim_users", "country IN ('DE', 'FR')", exclude=["phone"]
+    )
+    policy.grant(["SELECT"], on="curated.dim_users", to="support", grant_option=True)
+    policy.set_mask("support", "curated.dim_users", "email", Mask("partial"))
+    t = build_template(Project(project.root))
+    r = t["Resources"]
+    (flt,) = of_type(t, "AWS::LakeFormation::DataCellsFilter").values()
+    assert flt["Properties"]["Name"] == "emea_rows"
+    assert flt["Properties"]["TableName"] == "dim_users"
+    assert "DE" in flt["Properties"]["RowFilter"]["FilterExpression"]
+    assert flt["Properties"]["ColumnWildcard"] == {"ExcludedColumnNames": ["phone"]}
+    emea = [p["Properties"] for k, p in r.items() if k.startswith("QueryEmeaRoleGrant")]
+    by_kind = {next(iter(p["Resource"])): p["Permissions"] for p in emea}
+    # DESCRIBE stays on the table; SELECT only through the filter, never on the table
+    assert by_kind == {"Table": ["DESCRIBE"], "DataCellsFilter": ["SELECT"]}
+    support = [p["Properties"] for k, p in r.items() if k.startswith("QuerySupportRoleGrant")]
+    assert [p["Resource"]["TableWithColumns"]["ColumnWildcard"] for p in support] == [
+        {"ExcludedColumnNames": ["email"]}
+    ]
+    assert support[0]["PermissionsWithGrantOption"] == ["SELECT"]
+    assert lint(t, tmp_path) == []
+    # a zone-wide SELECT cannot be narrowed by the filter on one of its tables
+    policy.grant(["SELECT"], on="curated", to="emea")
+    with pytest.raises(UsageError, match="cannot narrow a grant on a whole database"):
+        build_template(Project(project.root))
+
+
+def test_narrow_column_grants_by_filters_and_masks() -> None:
+    from fluvial.aws.grants import DataFilter, narrow
+    from fluvial.govern.model import Mask
+    from fluvial.govern.policy import ColumnMask, RowFilter
+
+    grants = [
+        Grant("ops", "raw.events", ("SELECT",), ("a", "b", "c")),
+        Grant("ops", "raw.clicks", ("SELECT",), ("a", "b")),
+        Grant("ops", "curated", ("DESCRIBE",)),  # not SELECT: nothing to narrow
+    ]
+    filters = [
+        RowFilter("f1", "ops", "raw.events", "a > 1", ("b", "c", "d"), None, None, ""),
+        RowFilter("f2", "nobody", "raw.events", None, None, ("a",), None, ""),  # no grant: none
+    ]
+    masks = [
+        ColumnMask("ops", "raw.events", "c", Mask("hash")),
+        ColumnMask("ops", "raw.clicks", "b", Mask("redact")),
+    ]
+    assert narrow(grants, filters, masks) == [
+        Grant("ops", "raw.clicks", ("SELECT",), ("a",)),  # b masked
+        Grant("ops", "curated", ("DESCRIBE",)),
+        # granted a, b, c; the filter includes b, c, d; c is masked: b, on rows a > 1
+        Grant("ops", "raw.events", ("SELECT",), data_filter=DataFilter("f1", "a > 1", ("b",))),
+    ]

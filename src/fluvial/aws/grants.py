@@ -24,10 +24,22 @@ from fluvial.errors import UsageError
 from fluvial.govern.model import PRIVILEGES
 
 if TYPE_CHECKING:
+    from fluvial.govern.policy import ColumnMask, RowFilter
     from fluvial.govern.policy import Grant as PolicyGrant
     from fluvial.project import Project
 
-__all__ = ["Grant", "grants_of", "project_grants"]
+__all__ = ["DataFilter", "Grant", "grants_of", "narrow", "project_grants"]
+
+
+@dataclass(frozen=True)
+class DataFilter:
+    """Rows (*row_filter*, a SQL predicate; None: every row) and columns (*columns*, or all
+    but *excluded*) of one table, as a Lake Formation data cells filter."""
+
+    name: str
+    row_filter: str | None
+    columns: tuple[str, ...] | None = None
+    excluded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,10 @@ class Grant:
     columns: tuple[str, ...] = ()
     #: the privileges held with grant option (a subset of *privileges*)
     grantable: tuple[str, ...] = ()
+    #: SELECT on every column but these (masked columns, which Lake Formation cannot mask)
+    excluded: tuple[str, ...] = ()
+    #: SELECT through this data cells filter instead of on the whole table
+    data_filter: DataFilter | None = None
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.privileges if p not in PRIVILEGES]
@@ -53,7 +69,8 @@ class Grant:
             raise UsageError(
                 f"grant to {self.principal} on {self.securable}: grantable privileges must be granted"
             )
-        if self.columns and (self.table is None or set(self.privileges) != {"SELECT"}):
+        narrowed = self.columns or self.excluded or self.data_filter
+        if narrowed and (self.table is None or set(self.privileges) != {"SELECT"}):
             raise UsageError(
                 f"grant to {self.principal} on {self.securable}: column grants are SELECT on a table"
             )
@@ -111,11 +128,110 @@ def grants_of(records: Iterable[PolicyGrant]) -> list[Grant]:
     return sorted(found, key=lambda g: (g.principal, g.securable, g.columns))
 
 
+def _columns(
+    base: tuple[str, ...] | None,
+    include: Iterable[str] | None,
+    exclude: Iterable[str],
+    masked: set[str],
+) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """The columns a filter grant gives: (a list, or None for all) and the excluded ones."""
+    drop = set(exclude) | masked
+    if include is None and base is None:
+        return None, tuple(sorted(drop))
+    chosen = [
+        c for c in (include if include is not None else base or ()) if base is None or c in base
+    ]
+    return tuple(c for c in chosen if c not in drop), ()
+
+
+def narrow(
+    grants: Iterable[Grant], filters: Iterable[RowFilter], masks: Iterable[ColumnMask]
+) -> list[Grant]:
+    """*grants* as narrow as the project's data filters and masks make them in Fluvial.
+
+    A grantee's ``SELECT`` on a table with data filters becomes ``SELECT`` on each filter
+    (a data cells filter: its rows and columns), as a filter narrows the grantee's grants;
+    a masked column is left out of the grantee's ``SELECT`` (Lake Formation cannot mask, so
+    it denies). Lake Formation cannot narrow a grant on a whole database, so a filter or mask
+    under a grantee's zone-wide ``SELECT`` is refused.
+
+    Raises:
+        UsageError: a filtered or masked table is covered by a zone-wide ``SELECT``.
+    """
+    grants = list(grants)
+    by_table: dict[tuple[str, str], list[RowFilter]] = {}
+    for f in filters:
+        by_table.setdefault((f.grantee, f.table), []).append(f)
+    masked: dict[tuple[str, str], set[str]] = {}
+    for m in masks:
+        masked.setdefault((m.grantee, m.table), set()).add(m.column)
+    narrowed = set(by_table) | set(masked)
+    out: list[Grant] = []
+    selected: dict[tuple[str, str], tuple[str, ...] | None] = {}  # SELECT on all (None) or columns
+    for g in grants:
+        key = (g.principal, g.securable)
+        if g.table is None:
+            under = sorted(
+                t for who, t in narrowed if who == g.principal and t.partition(".")[0] == g.zone
+            )
+            if under and "SELECT" in g.privileges:
+                raise UsageError(
+                    f"{g.principal} holds SELECT on zone {g.zone}, and a data filter or mask narrows "
+                    f"it on {under[0]}; Lake Formation cannot narrow a grant on a whole database: "
+                    f"grant {g.principal} the zone's tables one by one"
+                )
+            out.append(g)
+            continue
+        if key not in narrowed or "SELECT" not in g.privileges:
+            out.append(g)
+            continue
+        others = tuple(p for p in g.privileges if p != "SELECT")
+        if others:
+            out.append(
+                Grant(
+                    g.principal,
+                    g.securable,
+                    others,
+                    (),
+                    tuple(p for p in g.grantable if p != "SELECT"),
+                )
+            )
+        previous = selected.get(key, ())
+        selected[key] = None if not g.columns or previous is None else (*previous, *g.columns)
+        if key in by_table:
+            continue  # SELECT comes through the filters below
+        hidden = masked[key]
+        option = ("SELECT",) if "SELECT" in g.grantable else ()
+        if g.columns:
+            kept = tuple(c for c in g.columns if c not in hidden)
+            if kept:
+                out.append(Grant(g.principal, g.securable, ("SELECT",), kept, option))
+        else:
+            out.append(
+                Grant(g.principal, g.securable, ("SELECT",), (), option, tuple(sorted(hidden)))
+            )
+    for key, table_filters in by_table.items():
+        if key not in selected:
+            continue  # a filter alone grants nothing
+        who, table = key
+        for f in table_filters:
+            cols, excluded = _columns(
+                selected[key], f.include, f.exclude or (), masked.get(key, set())
+            )
+            if cols == ():
+                continue
+            data_filter = DataFilter(f.name, f.row_filter, cols, excluded)
+            out.append(Grant(who, table, ("SELECT",), data_filter=data_filter))
+    return out
+
+
 def project_grants(project: Project) -> list[Grant]:
-    """The grants of *project*'s access policies (:mod:`fluvial.govern.policy`); none when
-    it has no governance database yet (nothing is created to find that out)."""
+    """The grants of *project*'s access policies (:mod:`fluvial.govern.policy`), narrowed by
+    its data filters and masks (:func:`narrow`); none when it has no governance database yet
+    (nothing is created to find that out)."""
     from fluvial.govern.policy import open_policy
 
     if not (project.root / project.settings.project.data_dir / "govern" / "policy.db").exists():
         return []
-    return grants_of(open_policy(project).grants())
+    policy = open_policy(project)
+    return narrow(grants_of(policy.grants()), policy.filters(), policy.masks())

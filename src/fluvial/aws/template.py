@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from fluvial.aws.grants import Grant, project_grants
+from fluvial.aws.grants import DataFilter, Grant, project_grants
 from fluvial.aws.inventory import Inventory, inventory
 
 if TYPE_CHECKING:
@@ -505,16 +505,32 @@ class _Builder:
 
     def grant(self, role: str, index: int, g: Grant) -> None:
         db = self.database(g.zone)
+        depends = [logical_id(g.zone, "database")]
         resource: dict[str, Any]
         if g.table is None:
             resource = {"Table": {"CatalogId": ACCOUNT, "DatabaseName": db, "TableWildcard": {}}}
-        elif g.columns:
+        elif g.data_filter is not None:
+            depends.append(self.data_filter(g.zone, g.table, g.data_filter))
+            resource = {
+                "DataCellsFilter": {
+                    "TableCatalogId": ACCOUNT,
+                    "DatabaseName": db,
+                    "TableName": g.table,
+                    "Name": g.data_filter.name,
+                }
+            }
+        elif g.columns or g.excluded:
+            columns: dict[str, Any] = (
+                {"ColumnNames": list(g.columns)}
+                if g.columns
+                else {"ColumnWildcard": {"ExcludedColumnNames": list(g.excluded)}}
+            )
             resource = {
                 "TableWithColumns": {
                     "CatalogId": ACCOUNT,
                     "DatabaseName": db,
                     "Name": g.table,
-                    "ColumnNames": list(g.columns),
+                    **columns,
                 }
             }
         else:
@@ -529,8 +545,35 @@ class _Builder:
                 "Permissions": sorted(set(g.privileges)),
                 "PermissionsWithGrantOption": sorted(set(g.grantable)),
             },
-            DependsOn=[logical_id(g.zone, "database")],
+            DependsOn=depends,
         )
+
+    def data_filter(self, zone: str, table: str, f: DataFilter) -> str:
+        """A data cells filter of ``zone.table``; its logical id."""
+        db = self.database(zone)
+        logical = logical_id("filter", f.name)
+        row: dict[str, Any] = (
+            {"FilterExpression": f.row_filter} if f.row_filter else {"AllRowsWildcard": {}}
+        )
+        columns: dict[str, Any] = (
+            {"ColumnNames": list(f.columns)}
+            if f.columns is not None
+            else {"ColumnWildcard": {"ExcludedColumnNames": list(f.excluded)}}
+        )
+        self.add(
+            logical,
+            "AWS::LakeFormation::DataCellsFilter",
+            {
+                "TableCatalogId": ACCOUNT,
+                "DatabaseName": db,
+                "TableName": table,
+                "Name": f.name,
+                "RowFilter": row,
+                **columns,
+            },
+            DependsOn=[logical_id(zone, "database")],
+        )
+        return logical
 
 
 def build_template(project: Project, grants: Iterable[Grant] | None = None) -> dict[str, Any]:
