@@ -95,9 +95,9 @@ def grants_of(records: Iterable[PolicyGrant]) -> list[Grant]:
     ...         for p in ("SELECT", "DESCRIBE")]
     >>> rows += [G(3, "support", "role", "SELECT", f"curated.dim_users.{c}", "column", False, None, "")
     ...          for c in ("user_id", "country")]
-    >>> for g in grants_of(rows): print(g)
-    Grant(principal='analyst', securable='curated', privileges=('DESCRIBE', 'SELECT'), columns=(), grantable=('SELECT',))
-    Grant(principal='support', securable='curated.dim_users', privileges=('SELECT',), columns=('user_id', 'country'), grantable=())
+    >>> for g in grants_of(rows): print(g.principal, g.securable, g.privileges, g.columns, g.grantable)
+    analyst curated ('DESCRIBE', 'SELECT') () ('SELECT',)
+    support curated.dim_users ('SELECT',) ('user_id', 'country') ()
     """
     objects: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     columns: dict[tuple[str, str], tuple[list[str], set[str]]] = {}
