@@ -25,7 +25,7 @@ def test_template_to_a_file_and_to_stdout(
     resources = written["Resources"]
     assert "StreamActiveUsers" in resources  # a topic a pipeline writes
     # page_views_per_minute upserts into the store and sends late rows to a topic
-    assert resources["StorePageViewsPerMinute"]["Type"] == "AWS::DynamoDB::Table"
+    assert resources["StoreTable"]["Type"] == "AWS::DynamoDB::Table"
     role = resources["PipelinePageViewsPerMinuteRole"]["Properties"]["Policies"][0]
     puts = [
         r

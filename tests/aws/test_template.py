@@ -122,8 +122,22 @@ def test_each_worker_gets_only_its_streams_and_tables(clickstream: Project) -> N
     assert resources("PipelineActiveUsersHopRole", "kinesis:PutRecords") == [
         get_att("StreamActiveUsers")
     ]
-    # the store pipeline: its topic, its DynamoDB table, the refined zone and nothing else
-    assert resources("PipelineUserTotalsRole", "dynamodb:PutItem") == [get_att("StoreUserTotals")]
+    # the store pipeline: its topic, its own items of the store table, the refined zone
+    store = [
+        s for s in statements(roles["PipelineUserTotalsRole"]) if "dynamodb:PutItem" in s["Action"]
+    ]
+    assert [s["Resource"] for s in store] == [get_att("LogTable"), get_att("StoreTable")]
+    assert store[1]["Condition"] == {
+        "ForAllValues:StringLike": {
+            "dynamodb:LeadingKeys": [
+                "fluvial_store#meta",
+                "fluvial_store#head",
+                "fluvial_store#checkpoint",
+                "fluvial_store#t#user_totals",
+                "fluvial_store#w#user_totals#*",
+            ]
+        }
+    }
     assert resources("PipelineUserTotalsRole", "kinesis:GetRecords") == [get_att("StreamClicks")]
     assert resources("PipelineUserTotalsRole", "s3:PutObject") == [
         {"Fn::Sub": "${RefinedBucket.Arn}/*"}
@@ -132,10 +146,22 @@ def test_each_worker_gets_only_its_streams_and_tables(clickstream: Project) -> N
     # batch writes every zone but raw, which it only reads
     assert {"Fn::Sub": "${RawBucket.Arn}/*"} not in resources("BatchRole", "s3:PutObject")
     assert {"Fn::Sub": "${RawBucket.Arn}/*"} in resources("BatchRole", "s3:GetObject")
-    table = t["Resources"]["StoreUserTotals"]["Properties"]
-    assert table["TableName"] == "fluvial-user_totals"
+    # only the two pipelines with a store sink touch the store table; no role scans
+    writers = {"PipelineUserTotalsRole", "PipelinePageViewsPerMinuteRole"}
+    for name, role in roles.items():
+        for s in statements(role):
+            assert "dynamodb:Scan" not in s["Action"]
+            if s["Resource"] == get_att("StoreTable") and name not in writers:
+                raise AssertionError(f"{name} may use the store table")
+    table = t["Resources"]["StoreTable"]["Properties"]
+    assert table["TableName"] == "fluvial-store"
+    assert table["KeySchema"] == [
+        {"AttributeName": "p", "KeyType": "HASH"},
+        {"AttributeName": "s", "KeyType": "RANGE"},
+    ]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["TimeToLiveSpecification"]["Enabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert t["Resources"]["LogTable"]["Properties"]["TableName"] == "fluvial-log"
 
 
 @pytest.mark.parametrize(

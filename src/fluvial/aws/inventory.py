@@ -73,6 +73,10 @@ class Inventory:
     pipelines: tuple[PipelineUse, ...] = field(default=())
     events_topic: str = "events"
     failed_topic: str = "events_failed"
+    #: ``[store] namespace``: the leading part of the store's DynamoDB partition keys
+    store_namespace: str = "fluvial_store"
+    #: whether the operational store lives in DynamoDB (a pipeline writes it, or the backend says so)
+    uses_store: bool = False
 
 
 def stream_retention_hours(log_retention_hours: float) -> int:
@@ -152,4 +156,6 @@ def inventory(project: Project) -> Inventory:
         pipelines=tuple(pipelines),
         events_topic=s.log.events_topic,
         failed_topic=s.log.failed_topic,
+        store_namespace=s.store.namespace,
+        uses_store=bool(store_tables) or s.store.backend == "dynamodb",
     )

@@ -62,16 +62,15 @@ KINESIS_WRITE = [
     "kinesis:PutRecord",
     "kinesis:PutRecords",
 ]
-DYNAMODB_READ_WRITE = [
+#: what the store and the log backends do with their items (no Scan: every read is a Query)
+DYNAMODB_ITEMS = [
     "dynamodb:BatchGetItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:DeleteItem",
-    "dynamodb:DescribeTable",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",
-    "dynamodb:Scan",
     "dynamodb:UpdateItem",
 ]
 S3_OBJECT_READ = ["s3:GetObject"]
@@ -283,18 +282,33 @@ class _Builder:
         )
         self.output("query workgroup", {"Ref": "QueryWorkGroup"}, "Athena workgroup")
 
+    def dynamodb_table(
+        self, logical: str, name: str, sort_type: str, keys: tuple[str, str], ttl: bool
+    ) -> None:
+        props: dict[str, Any] = {
+            "TableName": f"{self.inv.prefix}-{name}",
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": keys[0], "AttributeType": "S"},
+                {"AttributeName": keys[1], "AttributeType": sort_type},
+            ],
+            "KeySchema": [
+                {"AttributeName": keys[0], "KeyType": "HASH"},
+                {"AttributeName": keys[1], "KeyType": "RANGE"},
+            ],
+            "SSESpecification": {"SSEEnabled": True},
+        }
+        if ttl:
+            props["TimeToLiveSpecification"] = {"AttributeName": "expires_at", "Enabled": True}
+        self.add(logical, "AWS::DynamoDB::Table", props)
+        self.output(f"{logical} name", {"Ref": logical}, f"DynamoDB table {self.inv.prefix}-{name}")
+
     def store(self) -> None:
-        for table in self.inv.store_tables:
-            props: dict[str, Any] = {
-                "TableName": f"{self.inv.prefix}-{table.name}",
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-                "SSESpecification": {"SSEEnabled": True},
-            }
-            if table.expires:
-                props["TimeToLiveSpecification"] = {"AttributeName": "expires_at", "Enabled": True}
-            self.add(logical_id("store", table.name), "AWS::DynamoDB::Table", props)
+        """The event log's bookkeeping table, and the operational store's table when used
+        (the layouts of :mod:`fluvial.log.kinesis` and :mod:`fluvial.serve.store.dynamodb`)."""
+        self.dynamodb_table("LogTable", "log", "S", ("pk", "sk"), ttl=False)
+        if self.inv.uses_store:
+            self.dynamodb_table("StoreTable", "store", "B", ("p", "s"), ttl=True)
 
     # ------------------------------------------------------------- access
     def zone_statements(self, zone: str, *, write: bool) -> list[dict[str, Any]]:
@@ -367,6 +381,7 @@ class _Builder:
 
     def role(self, name: str, description: str, statements: list[dict[str, Any]]) -> str:
         logical = logical_id(name, "role")
+        statements = [st for i, st in enumerate(statements) if st not in statements[:i]]
         self.add(
             logical,
             "AWS::IAM::Role",
@@ -397,7 +412,38 @@ class _Builder:
 
     def streams_statement(self, topics: Iterable[str], actions: list[str]) -> list[dict[str, Any]]:
         arns = [_arn(self.stream_id(t)) for t in dict.fromkeys(topics)]
-        return [{"Effect": "Allow", "Action": actions, "Resource": arns}] if arns else []
+        if not arns:
+            return []
+        return [
+            {"Effect": "Allow", "Action": actions, "Resource": arns},
+            # the log's offsets and schemas: items of the log table
+            {
+                "Effect": "Allow",
+                "Action": [*DYNAMODB_ITEMS, "dynamodb:DescribeTable"],
+                "Resource": _arn("LogTable"),
+            },
+        ]
+
+    def store_statements(self, tables: Iterable[str]) -> list[dict[str, Any]]:
+        """Items of the store table whose partition keys belong to *tables* (and the
+        namespace's shared items: metadata, heads, checkpoints), nothing else."""
+        ns = self.inv.store_namespace
+        keys = [f"{ns}#meta", f"{ns}#head", f"{ns}#checkpoint"]
+        for t in dict.fromkeys(tables):
+            keys += [f"{ns}#t#{t}", f"{ns}#w#{t}#*"]
+        return [
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:DescribeTable"],
+                "Resource": _arn("StoreTable"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": DYNAMODB_ITEMS,
+                "Resource": _arn("StoreTable"),
+                "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}},
+            },
+        ]
 
     def roles(self, grants: list[Grant]) -> None:
         inv = self.inv
@@ -424,15 +470,7 @@ class _Builder:
                 *self.streams_statement(use.writes_topics, KINESIS_WRITE),
             ]
             if use.writes_store:
-                statements.append(
-                    {
-                        "Effect": "Allow",
-                        "Action": DYNAMODB_READ_WRITE,
-                        "Resource": [
-                            _arn(logical_id("store", t)) for t in dict.fromkeys(use.writes_store)
-                        ],
-                    }
-                )
+                statements += self.store_statements(use.writes_store)
             lake_zones = sorted({t.partition(".")[0] for t in use.writes_lake} & set(zone_names))
             for zone in lake_zones:
                 statements += self.zone_statements(zone, write=True)
