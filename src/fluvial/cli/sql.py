@@ -1,4 +1,10 @@
-"""``fluvial sql``: run SQL over the lake with DuckDB (our Athena), with time travel."""
+"""``fluvial sql``: run SQL over the lake with DuckDB (our Athena), with time travel.
+
+The query is governed (:func:`fluvial.govern.run_governed`): it runs as the principal whose
+API key is in ``FLUVIAL_API_KEY`` — or, without one, as the project's bootstrap admin,
+since whoever can read the project's files can read its lake anyway — and an admin may act
+as another principal with ``--as NAME`` to see what they would see.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,12 @@ import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
-from fluvial.cli._common import ProjectOpt, console, dumps, open_project
+from fluvial.cli._common import ProjectOpt, console, dumps, err_console, open_project
 from fluvial.errors import UsageError
+from fluvial.govern.model import Principal
+from fluvial.project import Project
 
-__all__ = ["register"]
+__all__ = ["acting_as", "register"]
 
 #: rows shown by the table format (the other formats write every row)
 TABLE_ROWS = 1000
@@ -91,21 +99,51 @@ def sql(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Read every table as it was at this ISO-8601 time."
     ),
+    as_name: str | None = typer.Option(
+        None, "--as", metavar="NAME", help="Act as this principal (admins only)."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Rows at most (default: [govern] sql_max_rows)."
+    ),
     project_dir: ProjectOpt = Path("."),
 ) -> None:
-    """Run a query over the lake (DuckDB; json is one object per line)."""
-    from fluvial.lake import connect, open_lake, run_sql
+    """Run a query over the lake as you (FLUVIAL_API_KEY) or --as NAME; json is one object
+    per line."""
+    from fluvial.govern import run_governed
 
     if snapshot is not None and as_of is not None:
         raise UsageError("give --snapshot or --as-of, not both")
     moment = _as_of(as_of)
-    with open_lake(open_project(project_dir)) as lake:
-        con = connect(lake, snapshot_id=snapshot, as_of=moment)
-        try:
-            result = run_sql(con, query)
-        finally:
-            con.close()
-    _write(result, fmt, out)
+    project = open_project(project_dir)
+    principal = acting_as(project, as_name)
+    result = run_governed(
+        project, principal, query, limit=limit, snapshot_id=snapshot, as_of=moment
+    )
+    _write(result.table, fmt, out)
+    if result.truncated:
+        err_console.print(
+            f"[yellow]only the first {result.table.num_rows:,} rows: raise --limit for more[/]"
+        )
+
+
+def acting_as(project: Project, as_name: str | None) -> Principal:
+    """The principal a reading command acts as: FLUVIAL_API_KEY's (or the local admin),
+    or, for an admin, the principal named by ``--as``.
+
+    Raises:
+        AuthenticationError: FLUVIAL_API_KEY is not a valid key.
+        PermissionDeniedError: ``--as`` from a principal that is not an admin.
+        NotFoundError: ``--as`` names no principal.
+    """
+    from fluvial.cli._govern import acting, require_admin
+    from fluvial.govern import open_principals
+
+    store = open_principals(project)
+    principal = acting(project, store)
+    if as_name is None:
+        return principal
+    require_admin(principal, f"--as {as_name}")
+    return store.get(as_name)
 
 
 def register(app: typer.Typer) -> None:

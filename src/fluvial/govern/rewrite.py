@@ -206,7 +206,7 @@ def parse(sql: str) -> exp.Expr:
     return trees[0]
 
 
-def check_statement(tree: exp.Expr, ctx: Context) -> exp.Expr:
+def check_statement(tree: exp.Expr, ctx: Context | None = None) -> exp.Expr:
     """One query, and nothing but a query inside it."""
     if not isinstance(tree, _KINDS):
         raise UnsupportedSqlError(

@@ -116,11 +116,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("api"))
 
 
+def admin_key(project: Project) -> str:
+    """An API key of the project's bootstrap admin (created if it has none)."""
+    from fluvial.govern.principals import BOOTSTRAP_ADMIN, open_principals
+
+    store = open_principals(project)
+    made = store.bootstrap()
+    return made[1] if made is not None else store.new_key(BOOTSTRAP_ADMIN, keep_old=True)
+
+
 @pytest.fixture
 def client(world: World) -> Iterator[TestClient]:
     from fluvial.serve.api import create_api
 
-    with TestClient(create_api(Project(world.project.root))) as c:
+    headers = {"Authorization": f"Bearer {admin_key(world.project)}"}
+    with TestClient(create_api(Project(world.project.root)), headers=headers) as c:
         yield c
 
 
@@ -128,4 +138,4 @@ def minute(ts: datetime) -> datetime:
     return ts.replace(second=0, microsecond=0)
 
 
-__all__ = ["PAGES", "T0", "World", "build_world", "clicks", "minute", "timedelta"]
+__all__ = ["PAGES", "T0", "World", "admin_key", "build_world", "clicks", "minute", "timedelta"]

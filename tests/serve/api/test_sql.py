@@ -13,7 +13,7 @@ from fluvial.errors import SqlError, UnsupportedSqlError
 from fluvial.project import Project
 from fluvial.serve.api import create_api, execute_sql
 
-from .conftest import TestClient, World
+from .conftest import TestClient, World, admin_key
 
 
 def test_select_matches_arrow(client: TestClient, world: World) -> None:
@@ -98,8 +98,8 @@ def test_files_outside_the_lake_are_unreadable(client: TestClient, tmp_path) -> 
     secret = tmp_path / "secret.csv"
     secret.write_text("a\n1\n")
     res = client.post("/api/sql", json={"sql": f"SELECT * FROM read_csv('{secret}')"})
-    assert res.status_code == 400 and res.json()["error"] == "SqlError"
-    assert "disabled" in res.json()["message"]
+    assert res.status_code == 403 and res.json()["error"] == "PermissionDeniedError"
+    assert "table function read_csv()" in res.json()["message"]
 
 
 def test_bad_sql_and_bad_requests(client: TestClient) -> None:
@@ -115,7 +115,8 @@ def test_bad_sql_and_bad_requests(client: TestClient) -> None:
 
 def test_timeout_interrupts(world: World) -> None:
     env = {"FLUVIAL_API__SQL_TIMEOUT_SECONDS": "0.3"}
-    with TestClient(create_api(Project(world.project.root, env=env))) as client:
+    headers = {"Authorization": f"Bearer {admin_key(world.project)}"}
+    with TestClient(create_api(Project(world.project.root, env=env)), headers=headers) as client:
         res = client.post(
             "/api/sql",
             json={"sql": "SELECT count(*) FROM range(1000000000000) t(a) WHERE a % 7 = 3"},

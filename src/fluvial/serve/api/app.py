@@ -25,6 +25,7 @@ from fluvial.errors import (
     MissingDependencyError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     SchemaError,
     SqlError,
     UsageError,
@@ -43,6 +44,7 @@ PREFIX = "/api"
 STATUS: tuple[tuple[type[FluvialError], int], ...] = (
     (NotFoundError, 404),
     (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
     (OverloadedError, 503),
     (UsageError, 400),
     (ValidationError, 400),
@@ -54,7 +56,13 @@ STATUS: tuple[tuple[type[FluvialError], int], ...] = (
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in ((400, "bad input or refused SQL"), (404, "not found"), (500, "failure"))
+    for code, text in (
+        (400, "bad input or refused SQL"),
+        (401, "no valid API key"),
+        (403, "permission denied"),
+        (404, "not found"),
+        (500, "failure"),
+    )
 }
 
 

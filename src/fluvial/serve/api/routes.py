@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from fluvial.errors import NotFoundError, UsageError
+from fluvial.serve.api.auth import Caller
 from fluvial.serve.api.live import live_metrics, live_table_names
 from fluvial.serve.api.models import (
     BatchRun,
@@ -266,15 +267,17 @@ def batch_runs(svc: Svc, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> li
     tags=["sql"],
     responses={200: {"content": {"text/csv": {}}}},
 )
-def sql(svc: Svc, body: SqlRequest, format: Format = "json") -> Any:
-    """Run one SELECT or EXPLAIN over the lake (tables are ``zone.table``): its first
-    ``limit`` rows, as columns and rows, or as CSV with ``?format=csv``."""
+def sql(svc: Svc, caller: Caller, body: SqlRequest, format: Format = "json") -> Any:
+    """Run one SELECT (or EXPLAIN) over the lake (tables are ``zone.table``) as the caller,
+    governed: its first ``limit`` rows, as columns and rows, or as CSV with ``?format=csv``."""
     from fluvial.serve.api.sql import execute_sql
 
     api = svc.settings.api
-    if body.limit > api.sql_max_rows:
-        raise UsageError(f"limit must be at most {api.sql_max_rows:,}; found {body.limit:,}")
-    result = execute_sql(svc.project, body.sql, limit=body.limit, timeout=api.sql_timeout_seconds)
+    cap = min(api.sql_max_rows, svc.settings.govern.sql_max_rows)
+    if body.limit > cap:
+        raise UsageError(f"limit must be at most {cap:,}; found {body.limit:,}")
+    timeout = min(api.sql_timeout_seconds, svc.settings.govern.sql_timeout_seconds)
+    result = execute_sql(svc.project, body.sql, limit=body.limit, timeout=timeout, principal=caller)
     if format == "csv":
         return _csv(to_csv(result.table), "result")
     return SqlResult(

@@ -1,37 +1,30 @@
-"""The SQL explorer's query path: one read-only statement over the lake, bounded.
+"""The SQL explorer's query path: one governed, read-only statement over the lake, bounded.
 
-:func:`execute_sql` is the one place the API runs user SQL (the governance layer wraps
-it). It accepts exactly one ``SELECT`` (including ``WITH``, ``VALUES``, ``DESCRIBE``,
-``SUMMARIZE``, ``SHOW``) or ``EXPLAIN`` statement, as DuckDB's own parser classifies it,
-and refuses anything else by name. The query runs on a fresh DuckDB connection over the
-lake (:func:`fluvial.lake.query.connect`) that can read only the lake's warehouse: file
-access elsewhere is disabled and the configuration locked before the query runs. At most
-*limit* rows are fetched (streamed, so a huge result is never materialized) and the query
-is interrupted after *timeout* seconds.
+:func:`execute_sql` is the one place the API runs user SQL: it runs it through the
+governance layer (:func:`fluvial.govern.run_governed`) as the request's principal, so the
+query sees only the rows and columns that principal may read (masked where a mask
+applies), and is audited. It accepts exactly one ``SELECT`` (including ``WITH``,
+``VALUES``), or an ``EXPLAIN``, ``DESCRIBE`` or ``SUMMARIZE`` of one, and refuses anything
+else by name. The query runs in a locked DuckDB sandbox over the lake and the warehouse's
+marts (:mod:`fluvial.govern.sandbox`): no file access, no settings, no extensions. At
+most *limit* rows are fetched (streamed, so a huge result is never materialized) and the
+query is interrupted after *timeout* seconds.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlparse
 
-import duckdb
 import pyarrow as pa
 
-from fluvial.errors import SqlError, UnsupportedSqlError, UsageError
+from fluvial.govern.rewrite import parse
 
 if TYPE_CHECKING:
-    from fluvial.lake.catalog import Lake
+    from fluvial.govern.model import Principal
     from fluvial.project import Project
 
-__all__ = ["ALLOWED_STATEMENTS", "QueryResult", "check_statement", "execute_sql"]
-
-#: DuckDB statement types the explorer runs
-ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+__all__ = ["QueryResult", "check_statement", "execute_sql"]
 
 
 @dataclass(frozen=True)
@@ -44,10 +37,11 @@ class QueryResult:
 
 
 def check_statement(sql: str) -> str:
-    """The statement type of *sql* if it is one allowed statement.
+    """The statement kind of *sql* if it is one statement the explorer runs (``SELECT``,
+    or ``EXPLAIN``/``DESCRIBE``/``SUMMARIZE`` of one); what it reads is checked when it runs.
 
     Raises:
-        SqlError: DuckDB cannot parse it (its message kept).
+        SqlError: it does not parse.
         UnsupportedSqlError: several statements, or a statement that is not a query.
 
     >>> check_statement("WITH x AS (SELECT 1 AS a) SELECT a FROM x")
@@ -55,116 +49,38 @@ def check_statement(sql: str) -> str:
     >>> check_statement("DROP TABLE raw.events")
     Traceback (most recent call last):
     ...
-    fluvial.errors.UnsupportedSqlError: only SELECT and EXPLAIN statements run here; found DROP
+    fluvial.errors.UnsupportedSqlError: only SELECT, EXPLAIN, DESCRIBE and SUMMARIZE statements run here; found DROP
     """
-    con = duckdb.connect(":memory:")
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise SqlError(str(exc).strip()) from exc
-    finally:
-        con.close()
-    if len(statements) != 1:
-        raise UnsupportedSqlError(f"expected exactly one statement, found {len(statements)}")
-    kind = statements[0].type.name
-    if kind not in ALLOWED_STATEMENTS:
-        raise UnsupportedSqlError(
-            f"only {' and '.join(ALLOWED_STATEMENTS)} statements run here; found {kind}"
-        )
-    return kind
+    from fluvial.govern.enforce import split_prefix
+    from fluvial.govern.rewrite import check_statement as check_query
+
+    prefix, query = split_prefix(sql)
+    check_query(parse(query), None)
+    return prefix.split()[0] if prefix else "SELECT"
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _warehouse_dir(lake: Lake) -> str:
-    """The warehouse as a DuckDB path prefix (a local folder, or the s3:// URI)."""
-    parsed = urlparse(lake.warehouse)
-    if parsed.scheme == "file":
-        return str(Path(unquote(parsed.path)).resolve()) + "/"
-    return lake.warehouse.rstrip("/") + "/"
-
-
-def _attach_marts(con: duckdb.DuckDBPyConnection, project: Project) -> None:
-    """The warehouse's marts, read-only, as ``marts.<name>`` (skipped while a batch run
-    holds the warehouse file for writing, or before the first build)."""
-    from fluvial.batch.warehouse import warehouse_path
-
-    path = warehouse_path(project)
-    if not path.exists():
-        return
-    try:
-        con.execute(f"ATTACH {_literal(str(path))} AS warehouse (READ_ONLY)")
-    except duckdb.Error:
-        return  # a batch run is writing it: the marts are back on the next query
-    names = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'warehouse' "
-        "AND schema_name = 'marts' UNION SELECT view_name FROM duckdb_views() "
-        "WHERE database_name = 'warehouse' AND schema_name = 'marts'"
-    ).fetchall()
-    if names:
-        con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    for (name,) in names:
-        quoted = '"' + name.replace('"', '""') + '"'
-        con.execute(f"CREATE VIEW marts.{quoted} AS SELECT * FROM warehouse.marts.{quoted}")
-
-
-def _lock_down(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """Let *con* read the warehouse and nothing else, for good."""
-    con.execute(f"SET allowed_directories = [{_literal(_warehouse_dir(lake))}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-
-
-def _fetch(
-    con: duckdb.DuckDBPyConnection, sql: str, limit: int
-) -> tuple[pa.Table, bool]:  # fmt: skip
-    reader = con.execute(sql).to_arrow_reader(min(limit + 1, 65_536))
-    batches: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in reader:
-        batches.append(batch)
-        rows += batch.num_rows
-        if rows > limit:
-            break
-    table = pa.Table.from_batches(batches, schema=reader.schema)
-    truncated = table.num_rows > limit
-    return table.slice(0, limit), truncated
-
-
-def execute_sql(project: Project, sql: str, *, limit: int, timeout: float) -> QueryResult:
-    """Run one read-only statement over the project's lake: its first *limit* rows,
-    interrupted after *timeout* seconds.
+def execute_sql(
+    project: Project,
+    sql: str,
+    *,
+    limit: int,
+    timeout: float,
+    principal: Principal | None = None,
+) -> QueryResult:
+    """Run one read-only statement over the project's lake as *principal* (the local
+    admin when None): its first *limit* rows, interrupted after *timeout* seconds.
 
     Raises:
         UsageError: *limit* or *timeout* is not positive.
         SqlError: the SQL does not parse, fails, or ran out of time.
-        UnsupportedSqlError: it is not exactly one SELECT or EXPLAIN statement.
+        UnsupportedSqlError: it is not exactly one query, or uses a refused construct.
+        PermissionDeniedError: it reads a table, column or function the principal may not.
     """
-    if limit < 1:
-        raise UsageError(f"limit must be at least 1; found {limit}")
-    if timeout <= 0:
-        raise UsageError(f"timeout must be positive; found {timeout}")
-    check_statement(sql)
-    from fluvial.lake import connect, open_lake
+    from fluvial.govern import run_governed
 
-    started = time.perf_counter()
-    with open_lake(project) as lake:
-        con = connect(lake)
-        timer = threading.Timer(timeout, con.interrupt)
-        try:
-            _attach_marts(con, project)
-            _lock_down(con, lake)
-            timer.start()
-            table, truncated = _fetch(con, sql, limit)
-        except duckdb.InterruptException as exc:
-            raise SqlError(
-                f"the query ran longer than {timeout:g} s and was stopped", source="sql"
-            ) from exc
-        except duckdb.Error as exc:
-            raise SqlError(str(exc).strip(), source="sql") from exc
-        finally:
-            timer.cancel()
-            con.close()
-    return QueryResult(table, truncated, round((time.perf_counter() - started) * 1000, 3))
+    if principal is None:
+        from fluvial.govern.principals import open_principals
+
+        principal = open_principals(project).local_admin()
+    result = run_governed(project, principal, sql, limit=limit, timeout=timeout)
+    return QueryResult(result.table, result.truncated, result.elapsed_ms)
