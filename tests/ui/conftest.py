@@ -268,6 +268,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("ui"))
 
 
+def admin_key(project: Project) -> str:
+    """An API key of the project's bootstrap admin (created if it has none)."""
+    from fluvial.govern.principals import BOOTSTRAP_ADMIN, open_principals
+
+    store = open_principals(project)
+    made = store.bootstrap()
+    return made[1] if made is not None else store.new_key(BOOTSTRAP_ADMIN, keep_old=True)
+
+
 class Served:
     """The platform app under uvicorn in a thread, and an HTTP client on it."""
 
@@ -291,7 +300,10 @@ class Served:
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
-        self.client = httpx.Client(base_url=self.base, timeout=30)
+        self.key = admin_key(project)
+        self.client = httpx.Client(
+            base_url=self.base, timeout=30, headers={"Authorization": f"Bearer {self.key}"}
+        )
 
     def start(self) -> Served:
         self.thread.start()
@@ -407,6 +419,8 @@ def tab(browser: Any, served: Served) -> Iterator[Tab]:
     context = browser.new_context(
         viewport={"width": 1360, "height": 900}, accept_downloads=True, color_scheme="light"
     )
+    # signed in: the UI keeps the API key in localStorage
+    context.add_init_script(f"localStorage.setItem('fluvial.apiKey', {json.dumps(served.key)})")
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield Tab(page, served)

@@ -1,4 +1,30 @@
 // The HTTP API (/api/…) from the browser: JSON in and out, errors as ApiError.
+// Every request carries the API key kept in localStorage (Authorization: Bearer …); a 401
+// answer fires a "fluvial:unauthorized" event on window, on which the shell asks for a key.
+
+/** Where the browser keeps the user's API key. */
+export const KEY_STORAGE = "fluvial.apiKey";
+
+/** The stored API key, or "". */
+export function apiKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+/** Keep (or, with "", forget) the API key. */
+export function setApiKey(key) {
+  if (key) localStorage.setItem(KEY_STORAGE, key);
+  else localStorage.removeItem(KEY_STORAGE);
+}
+
+/** The headers every API request sends: *extra* and the Authorization header. */
+export function authHeaders(extra = {}) {
+  const key = apiKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : { ...extra };
+}
 
 /** An error answer of the API: its type (`error`), message and HTTP status. */
 export class ApiError extends Error {
@@ -32,6 +58,7 @@ async function decode(response) {
     body = null;
   }
   if (!response.ok) {
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("fluvial:unauthorized"));
     const message = (body && body.message) || text || response.statusText;
     throw new ApiError(response.status, (body && body.error) || `HTTP ${response.status}`, message);
   }
@@ -40,7 +67,7 @@ async function decode(response) {
 
 /** GET a JSON document. */
 export async function getJSON(path, { signal } = {}) {
-  const response = await fetch(path, { headers: { Accept: "application/json" }, signal });
+  const response = await fetch(path, { headers: authHeaders({ Accept: "application/json" }), signal });
   return decode(response);
 }
 
@@ -48,7 +75,7 @@ export async function getJSON(path, { signal } = {}) {
 export async function sendJSON(path, body, { method = "POST", signal } = {}) {
   const response = await fetch(path, {
     method,
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    headers: authHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
     body: JSON.stringify(body),
     signal,
   });
@@ -64,7 +91,7 @@ export function runSql(sql, { limit = 1000, signal } = {}) {
 export async function sqlCsv(sql, { limit = 1000 } = {}) {
   const response = await fetch("/api/sql?format=csv", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/csv" },
+    headers: authHeaders({ "Content-Type": "application/json", Accept: "text/csv" }),
     body: JSON.stringify({ sql, limit }),
   });
   if (!response.ok) await decode(response);

@@ -1,7 +1,7 @@
 // The shell: the menu, hash routes (#/page/arg?query) and mounting one page at a time.
 // A page module exports `mount(root, ctx)` and may return a function that stops it.
 
-import { getJSON } from "./api.js";
+import { apiKey, getJSON, setApiKey } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
 
 const PAGES = {
@@ -76,7 +76,40 @@ async function show(config, { focus }) {
   if (focus) main.focus({ preventScroll: true });
 }
 
+/** The sign-in form: the API key is kept in this browser's localStorage. */
+function signIn() {
+  if (document.getElementById("sign-in")) return;
+  const input = h("input", { type: "password", id: "api-key", name: "api-key", autocomplete: "current-password", required: true, placeholder: "fvk_…" });
+  const form = h(
+    "form",
+    { id: "sign-in", class: "sign-in", "aria-label": "Sign in" },
+    h("label", { for: "api-key" }, apiKey() ? "That API key was refused; another one:" : "API key"),
+    input,
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiKey(input.value.trim());
+    location.reload();
+  });
+  document.querySelector("header.top").append(form);
+  input.focus();
+}
+
+function signOut() {
+  const header = document.querySelector("header.top");
+  if (!apiKey() || document.getElementById("sign-out")) return;
+  const button = h("button", { type: "button", id: "sign-out", class: "sign-out" }, "Sign out");
+  button.addEventListener("click", () => {
+    setApiKey("");
+    location.reload();
+  });
+  header.append(button);
+}
+
 async function start() {
+  window.addEventListener("fluvial:unauthorized", signIn);
+  signOut();
   let config = DEFAULT_CONFIG;
   try {
     config = await getJSON("/ui/config.json");
