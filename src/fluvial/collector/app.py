@@ -17,11 +17,20 @@ nothing stored: 401 bad or missing key, 400 undecodable gzip, 413 body over
 Content-Encoding, 503 + ``Retry-After`` when more than ``collector.max_pending_events``
 events are waiting for the log; 415 also for a Content-Type that is neither JSON nor
 NDJSON.
+
+Browsers: a request with an ``Origin`` header is accepted only if its key lists that
+origin (``fluvial keys create APP --origin https://shop.example``), else 403; the answer
+then carries ``Access-Control-Allow-Origin`` for that origin. ``OPTIONS /v1/events``
+answers a CORS preflight for an origin some active key allows (204), else 403. A key
+with ``--rate-limit`` is a token bucket of events: a request that does not fit is refused
+with 429 + ``Retry-After`` (413 when it exceeds the burst), nothing of it stored. Every
+refusal is counted in ``fluvial_collector_refused_requests{reason}``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,7 +43,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fluvial.collector.body import BadBody, BodyDecoder, BodyTooLarge, UnsupportedEncoding
-from fluvial.collector.keys import KeyStore
+from fluvial.collector.keys import KeyStore, WriteKey
+from fluvial.collector.limits import RateLimiter
 from fluvial.collector.metrics import CONTENT_TYPE, CollectorMetrics
 from fluvial.collector.pipeline import IngestPipeline, Ingests
 from fluvial.errors import AuthenticationError, FluvialError, OverloadedError
@@ -47,6 +57,11 @@ __all__ = ["EVENTS_PATH", "create_app"]
 
 EVENTS_PATH = "/v1/events"
 _JSON = "application/json"
+_CORS_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding, X-Fluvial-Key",
+    "Access-Control-Max-Age": "600",
+}
 
 
 def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> Response:
@@ -86,6 +101,7 @@ class _Collector:
         self._workers = workers
         self._max_batch_events = max_batch_events
         self._max_pending = settings.max_pending_events
+        self.limiter = RateLimiter()
         self.pipeline: IngestPipeline | None = None
         self.retention: RetentionRunner | None = None
 
@@ -135,16 +151,71 @@ class _Collector:
 
     async def post_events(self, request: Request) -> Response:
         started = time.perf_counter()
+        request.state.cors = {}
         response = await self._post_events(request)
+        for name, value in request.state.cors.items():
+            response.headers[name] = value
         self.metrics.request(EVENTS_PATH, response.status_code, time.perf_counter() - started)
         return response
+
+    async def preflight(self, request: Request) -> Response:
+        """A browser's CORS preflight: allowed for an origin some active key lists."""
+        origin = request.headers.get("origin")
+        if origin is None or not self.keys.origin_allowed(origin):
+            self.metrics.refused(EVENTS_PATH, "origin")
+            self.metrics.request(EVENTS_PATH, 403)
+            return _json(403, {"error": f"origin {origin!r} is not allowed by any write key"})
+        self.metrics.request(EVENTS_PATH, 204)
+        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin", **_CORS_PREFLIGHT}
+        return Response(status_code=204, headers=headers)
+
+    def _limit(self, key: WriteKey, events: int) -> Response | None:
+        """The refusal of *events* more from *key* past its rate limit (None: within it)."""
+        if key.rate_limit is None or key.burst is None:
+            return None
+        wait = self.limiter.take(key.key_id, events, rate=key.rate_limit, burst=key.burst)
+        if not wait:
+            return None
+        if wait == float("inf"):
+            self.metrics.refused(EVENTS_PATH, "burst", events)
+            return _json(
+                413,
+                {
+                    "error": f"a request of {events} events exceeds the burst of {key.burst} "
+                    f"events of write key {key.prefix}...: send at most {key.burst} at once"
+                },
+            )
+        self.metrics.refused(EVENTS_PATH, "rate_limit", events)
+        retry = str(max(1, math.ceil(wait)))
+        return _json(
+            429,
+            {
+                "error": f"write key {key.prefix}... is limited to {key.rate_limit:g} events/s "
+                f"(burst {key.burst}); retry in {retry} s"
+            },
+            {"Retry-After": retry},
+        )
 
     async def _post_events(self, request: Request) -> Response:
         received_at_ms = time.time_ns() // 1_000_000
         try:
             key = self.keys.authenticate(_key_from(request))
         except AuthenticationError as exc:
+            self.metrics.refused(EVENTS_PATH, "authentication")
             return _json(401, {"error": str(exc)}, {"WWW-Authenticate": "Bearer"})
+        origin = request.headers.get("origin")
+        if origin is not None:
+            if not key.allows_origin(origin):
+                self.metrics.refused(EVENTS_PATH, "origin")
+                allowed = ", ".join(key.origins) or "none (server-side senders only)"
+                return _json(
+                    403,
+                    {
+                        "error": f"origin {origin!r} is not allowed for write key "
+                        f"{key.prefix}... (allowed: {allowed})"
+                    },
+                )
+            request.state.cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
         try:
             body = await self._read_body(request)
         except BodyTooLarge as exc:
@@ -165,6 +236,9 @@ class _Collector:
             return _json(415, {"error": str(exc)})
         if not payloads:
             return _json(200, {"accepted": 0, "rejected": 0, "errors": []})
+        refused = self._limit(key, len(payloads))
+        if refused is not None:
+            return refused
         assert self.pipeline is not None, "the collector was not started (lifespan)"
         try:
             receipt = await self.pipeline.submit(
@@ -243,6 +317,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route(EVENTS_PATH, collector.post_events, methods=["POST"]),
+            Route(EVENTS_PATH, collector.preflight, methods=["OPTIONS"]),
             Route("/healthz", collector.healthz, methods=["GET"]),
             Route("/metrics", collector.metrics_page, methods=["GET"]),
         ],

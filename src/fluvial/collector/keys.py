@@ -2,7 +2,9 @@
 
 A key looks like ``fk_`` followed by 32 URL-safe random characters. It is shown once, when
 it is created; ``<data_dir>/keys.json`` keeps only its SHA-256, a short display prefix, its
-app_id and its creation and revocation times. A running collector re-reads the file when
+app_id, its creation and revocation times, and its limits: the browser origins allowed to
+use it (``--origin``; none: server-side senders only) and its rate limit in events per
+second with a burst (``--rate-limit``, ``--burst``; none: unlimited). A running collector re-reads the file when
 it changes (checking its stat at most once per ``reload_interval`` seconds), so a
 revocation takes effect without a restart.
 
@@ -13,6 +15,11 @@ revocation takes effect without a restart.
 True
 >>> store.authenticate(secret).app_id
 'shop'
+>>> web, _ = store.create("web", origins=["https://Shop.example/"], rate_limit=50)
+>>> web.origins, web.rate_limit, web.burst
+(('https://shop.example',), 50.0, 50)
+>>> store.origin_allowed("https://shop.example"), store.origin_allowed("https://evil.example")
+(True, False)
 >>> store.revoke(key.key_id).revoked
 True
 >>> store.authenticate(secret)
@@ -33,7 +40,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +53,7 @@ from fluvial.errors import AuthenticationError, NotFoundError, UsageError, did_y
 if TYPE_CHECKING:
     from fluvial.project import Project
 
-__all__ = ["KEYS_FILE", "KEY_PREFIX", "KeyStore", "WriteKey", "hash_key"]
+__all__ = ["KEYS_FILE", "KEY_PREFIX", "KeyStore", "WriteKey", "hash_key", "normalize_origin"]
 
 KEYS_FILE = "keys.json"
 KEY_PREFIX = "fk_"
@@ -71,10 +78,19 @@ class WriteKey:
     sha256: str
     created_at: str
     revoked_at: str | None = None
+    #: browser origins (``scheme://host[:port]``) allowed to send with this key
+    origins: tuple[str, ...] = ()
+    #: events per second (None: unlimited), and how many may come at once
+    rate_limit: float | None = None
+    burst: int | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def allows_origin(self, origin: str) -> bool:
+        """Whether a browser at *origin* may send with this key."""
+        return normalize_origin(origin, strict=False) in self.origins
 
     def public(self) -> dict[str, object]:
         """What ``fluvial keys list`` shows: no hash, no secret."""
@@ -85,7 +101,36 @@ class WriteKey:
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
             "revoked": self.revoked,
+            "origins": list(self.origins),
+            "rate_limit": self.rate_limit,
+            "burst": self.burst,
         }
+
+
+_ORIGIN = re.compile(r"^(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
+
+
+def normalize_origin(origin: str, *, strict: bool = True) -> str:
+    """*origin* as browsers send it: lower-case ``scheme://host[:port]``, no path.
+
+    >>> normalize_origin("HTTPS://Shop.Example:8443/")
+    'https://shop.example:8443'
+
+    Raises:
+        UsageError: (with *strict*) not an http(s) origin.
+    """
+    text = origin.strip().lower().rstrip("/")
+    if strict and not _ORIGIN.match(text):
+        raise UsageError(
+            f"expected an origin like https://shop.example or http://localhost:3000 "
+            f"(scheme, host, optional port, no path), found {origin!r}"
+        )
+    return text
+
+
+def _key_of(entry: dict[str, object]) -> WriteKey:
+    origins = entry.get("origins") or ()
+    return WriteKey(**{**entry, "origins": tuple(origins)})  # type: ignore[arg-type]
 
 
 def _now() -> str:
@@ -130,7 +175,7 @@ class KeyStore:
             return []
         try:
             doc = orjson.loads(raw)
-            return [WriteKey(**entry) for entry in doc["keys"]]
+            return [_key_of(entry) for entry in doc["keys"]]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise UsageError(
                 f"{self.path}: expected a keys file {{'version': 1, 'keys': [...]}}, "
@@ -156,6 +201,11 @@ class KeyStore:
         """Every key, oldest first (revoked ones included)."""
         self._maybe_reload()
         return sorted(self._by_hash.values(), key=lambda k: (k.created_at, k.key_id))
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether any active key allows *origin* (what a CORS preflight may be told)."""
+        self._maybe_reload()
+        return any(k.allows_origin(origin) for k in self._by_hash.values() if not k.revoked)
 
     def authenticate(self, secret: str | None) -> WriteKey:
         """The key for *secret*; raises :class:`AuthenticationError` if missing, unknown or revoked."""
@@ -219,8 +269,31 @@ class KeyStore:
         finally:
             os.close(dir_fd)
 
-    def create(self, app_id: str) -> tuple[WriteKey, str]:
-        """Create a key for *app_id*; return it and its secret (shown once, never stored)."""
+    def create(
+        self,
+        app_id: str,
+        *,
+        origins: Iterable[str] = (),
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> tuple[WriteKey, str]:
+        """Create a key for *app_id*; return it and its secret (shown once, never stored).
+
+        *origins* are the browser origins allowed to use it; *rate_limit* (events per
+        second) with *burst* (default: one second's worth) limits how fast it may send.
+        """
+        allowed = tuple(dict.fromkeys(normalize_origin(o) for o in origins))
+        if rate_limit is not None and not rate_limit > 0:
+            raise UsageError(
+                f"rate limit must be a positive number of events/s, found {rate_limit}"
+            )
+        if burst is not None and (rate_limit is None or burst < 1):
+            raise UsageError(
+                f"burst must be at least 1 and needs a rate limit; found burst {burst}"
+                f" with rate limit {rate_limit}"
+            )
+        if rate_limit is not None and burst is None:
+            burst = max(1, int(rate_limit))
         if not _APP_ID.match(app_id):
             raise UsageError(
                 f"app_id must be 1-64 letters, digits, '.', '_' or '-' starting with a letter "
@@ -235,6 +308,9 @@ class KeyStore:
             app_id=app_id,
             sha256=digest,
             created_at=_now(),
+            origins=allowed,
+            rate_limit=None if rate_limit is None else float(rate_limit),
+            burst=burst,
         )
         with self._exclusive() as keys:
             keys.append(key)

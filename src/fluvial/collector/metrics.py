@@ -119,6 +119,19 @@ class CollectorMetrics:
             "Events refused with 503 because too many were pending",
             registry=r,
         )
+        self.refused_requests = Counter(
+            "fluvial_collector_refused_requests",
+            "Requests refused with nothing stored, by path and reason "
+            "(authentication, origin, rate_limit, burst)",
+            ["path", "reason"],
+            registry=r,
+        )
+        self.refused_events = Counter(
+            "fluvial_collector_refused_events",
+            "Events in requests refused by a write key's rate limit, by reason",
+            ["reason"],
+            registry=r,
+        )
         pending_gauge = Gauge(
             "fluvial_collector_pending_events",
             "Events received and not yet durably appended",
@@ -138,6 +151,12 @@ class CollectorMetrics:
         self.requests.labels(path, str(status)).inc()
         if seconds is not None:
             self.request_seconds.observe(seconds)
+
+    def refused(self, path: str, reason: str, events: int = 0) -> None:
+        """Count one refused request (and its events, when they were counted)."""
+        self.refused_requests.labels(path, reason).inc()
+        if events:
+            self.refused_events.labels(reason).inc(events)
 
     def events(self, *, accepted: int, by_reason: Mapping[str, int]) -> None:
         """Count one request's outcome."""
