@@ -24,6 +24,7 @@ BENCHMARKS = (
     "serve/bench_store.py",
     "batch/bench_reference.py",
     "bench_aws_sizes.py",
+    "govern/bench_forget.py",
 )
 
 

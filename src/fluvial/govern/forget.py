@@ -78,6 +78,14 @@ class ForgetReport:
     files_deleted: int = 0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: seconds spent identifying the subject and in each place
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, what: str, since: float) -> float:
+        """Record the seconds since *since* (a perf_counter) as *what*'s; return now."""
+        now = time.perf_counter()
+        self.timings[what] = round(now - since, 3)
+        return now
 
     def totals(self) -> dict[str, int]:
         """Rows per place."""
@@ -97,6 +105,7 @@ class ForgetReport:
             "files_deleted": self.files_deleted,
             "notes": self.notes,
             "seconds": self.seconds,
+            "timings": self.timings,
         }
 
     def audit_data(self) -> dict[str, Any]:
@@ -225,7 +234,8 @@ def _forget_lake(
 
             commit_with_retry(table, delete, what="forget")
             table.refresh()
-            left, _, _ = _count(table, subject)
+            # the same filter, now pruned by the files' bounds, must find nothing
+            left = table.scan(row_filter=expr, selected_fields=columns).to_arrow().num_rows
             if left:
                 raise FluvialError(
                     f"forget: {left} rows of the subject are still in '{name}' after the "
@@ -377,18 +387,23 @@ def forget(
                     locks.append(lock_topic(root / info.name))
             subject = identify(project, user_id, lake=lake, log=log)
             report = ForgetReport(user_id, list(subject.anonymous_ids), dry_run)
+            lap = report.lap("identify", clock)
             if root is None:
                 report.notes.append(
                     f"the {log.name} log keeps the user's records until its retention or "
                     "compaction removes them (no per-record delete)"
                 )
             _forget_log(log, subject, report, dry_run=dry_run, locked=True)
+            lap = report.lap("log", lap)
         finally:
             for lock in locks:
                 lock.release()
         _forget_lake(lake, subject, report, dry_run=dry_run, started=started)
+        lap = report.lap("lake", lap)
         _forget_warehouse(project, lake, subject, report, dry_run=dry_run)
+        lap = report.lap("warehouse", lap)
     _forget_store(project, subject, report, dry_run=dry_run)
+    report.lap("store", lap)
     report.seconds = round(time.perf_counter() - clock, 3)
     if not dry_run:
         open_audit(project).append("forget", principal, **report.audit_data())
