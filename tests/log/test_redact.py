@@ -40,9 +40,10 @@ def rows(start: int, count: int) -> pa.Table:
             "event_id": [f"e{k}" for k in i],
             "event_type": ["page_view"] * count,
             "user_id": [
-                "u42" if m and k % 14 == 0 else (None if m else f"u{k}") for k, m in zip(i, mine)
+                "u42" if m and k % 14 == 0 else (None if m else f"u{k}")
+                for k, m in zip(i, mine, strict=True)
             ],
-            "anonymous_id": ["dev-42" if m else f"dev-{k}" for k, m in zip(i, mine)],
+            "anonymous_id": ["dev-42" if m else f"dev-{k}" for k, m in zip(i, mine, strict=True)],
             "n": i,
             "properties": [f'{{"k": {k}, "note": "x"}}' for k in i],
         },
