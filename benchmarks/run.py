@@ -25,6 +25,7 @@ BENCHMARKS = (
     "batch/bench_reference.py",
     "bench_aws_sizes.py",
     "govern/bench_forget.py",
+    "govern/bench_policy.py",
 )
 
 

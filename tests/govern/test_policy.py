@@ -328,3 +328,22 @@ def test_salt_is_secret_and_stable(governed: Project, policy: PolicyStore) -> No
     path = governed.data_dir / "govern" / "mask.salt"
     assert path.stat().st_mode & 0o777 == 0o600
     assert open_principals(governed).db.path.parent == path.parent
+
+
+def test_warehouse_marts_are_governed_like_lake_tables(
+    governed: Project, policy: PolicyStore
+) -> None:
+    from fluvial.batch.warehouse import warehouse_path
+
+    with duckdb.connect(str(warehouse_path(governed))) as con:
+        con.execute("CREATE SCHEMA marts")
+        con.execute("CREATE TABLE marts.daily_users (day DATE, country VARCHAR, users BIGINT)")
+    bob = who(policy, "bob")
+    policy.grant("SELECT", on="marts.daily_users", to="bob", columns=["day", "users"])
+    policy.set_filter("de", "bob", "marts.daily_users", "country = 'DE'")
+    access = policy.explain("bob", "marts.daily_users")
+    assert access.columns == ("day", "users") and access.denied == {"country": "no grant"}
+    assert access.row_filter == "country = 'DE'"
+    assert bob.name == "bob"
+    with pytest.raises(NotFoundError, match=r"'marts.daily_user' does not exist; did you mean"):
+        policy.grant("SELECT", on="marts.daily_user.day", to="bob")

@@ -1,8 +1,8 @@
 """The governance database: one SQLite file, ``<data_dir>/govern/policy.db``, in WAL mode.
 
 Principals, API key hashes, roles, grants, tags, filters and masks live in it. Every
-process (the API server, ``fluvial up``'s workers, the CLI) opens its own short-lived
-connections: WAL lets readers run beside one writer, writers serialize on
+process (the API server, ``fluvial up``'s workers, the CLI) opens its own connections
+(one per thread for reads, a short-lived one per change): WAL lets readers run beside one writer, writers serialize on
 ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for each other. The file is created
 readable by its owner only: it holds key hashes and the whole access policy.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -126,6 +127,7 @@ class GovernDb:
         self.path = path
         self.busy_timeout = busy_timeout
         self._ready = False
+        self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
         fresh = not self.path.exists()
@@ -145,9 +147,16 @@ class GovernDb:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reading (one consistent snapshot per statement)."""
-        with closing(self._connect()) as conn:
-            yield conn
+        """A connection for reading (one snapshot per statement; sees every commit).
+
+        Each thread keeps one open (a fresh connection costs a schema parse per query, which
+        is most of a policy lookup); a forked child opens its own.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = self._local.conn = self._connect()
+            self._local.pid = os.getpid()
+        yield conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

@@ -2,8 +2,8 @@
 
 :class:`PolicyStore` keeps them in the governance database beside the principals and
 answers :meth:`~PolicyStore.access` (the :class:`~fluvial.govern.model.AccessResolver`
-protocol) for the query enforcement point. Objects are named ``zone`` (a namespace),
-``zone.table`` or ``zone.table.column``. How the pieces combine is in
+protocol) for the query enforcement point. Objects are named ``zone`` (a namespace: a
+lake zone, or ``marts`` for the warehouse), ``zone.table`` or ``zone.table.column``. How the pieces combine is in
 :mod:`fluvial.govern.access` and docs/adr/0007-access-policies.md.
 
 Changes take an acting principal (``by``): an admin may change anything; anyone else may
@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 SALT_FILE = "mask.salt"
+#: the warehouse's namespace: its marts are governed like lake tables
+MARTS = "marts"
 
 
 @dataclass(frozen=True)
@@ -228,27 +230,61 @@ class PolicyStore:
         return self._salt
 
     def table_columns(self, table: str) -> list[str]:
-        """The top-level columns of lake table *table*. Raises NotFoundError."""
+        """The top-level columns of *table*: a lake table, or ``marts.<name>`` in the
+        warehouse. Raises NotFoundError (with a suggestion)."""
+        ref = ObjectRef.parse(table)
+        if ref.namespace == MARTS:
+            return self._mart_columns(ref.table)
         from fluvial.lake.catalog import open_lake
 
         with open_lake(self.project) as lake:
             return [f.name for f in lake.table(table).schema().fields]
 
+    def _mart_columns(self, name: str) -> list[str]:
+        import duckdb
+
+        from fluvial.batch.warehouse import warehouse_path
+
+        path = warehouse_path(self.project)
+        rows: list[tuple[str, str]] = []
+        if path.exists():
+            try:
+                with duckdb.connect(str(path), read_only=True) as con:
+                    rows = con.execute(
+                        "SELECT table_name, column_name FROM duckdb_columns() WHERE "
+                        "schema_name = 'marts' ORDER BY table_name, column_index"
+                    ).fetchall()
+            except duckdb.IOException as exc:
+                raise UsageError(
+                    f"the warehouse {path} is being written by a batch run; try again ({exc})"
+                ) from None
+        columns = [c for t, c in rows if t == name]
+        if not columns:
+            marts = sorted({f"{MARTS}.{t}" for t, _ in rows})
+            raise NotFoundError(
+                f"table '{MARTS}.{name}' does not exist{did_you_mean(f'{MARTS}.{name}', marts)}"
+            )
+        return columns
+
     def _zone(self, namespace: str) -> None:
         from fluvial.lake.zones import zones
 
-        known = zones(self.project.settings.lake)
+        known = [*zones(self.project.settings.lake), MARTS]
         if namespace not in known:
             raise NotFoundError(
                 f"there is no zone '{namespace}' (zones: {', '.join(known)})"
                 f"{did_you_mean(namespace, known)}"
             )
 
-    def _object(self, text: str, columns: Sequence[str] | None = None) -> ObjectRef:
+    def _object(self, text: str, table_columns: Sequence[str] | None = None) -> ObjectRef:
         ref = ObjectRef.parse(text)
         self._zone(ref.namespace)
         if ref.column:
-            known = list(columns) if columns is not None else self.table_columns(ref.table_name)
+            known = (
+                list(table_columns)
+                if table_columns is not None
+                else self.table_columns(ref.table_name)
+            )
             if ref.column not in known:
                 raise NotFoundError(
                     f"column '{ref.column}' is not in '{ref.table_name}'{did_you_mean(ref.column, known)}"
@@ -365,13 +401,16 @@ class PolicyStore:
 
     # -- grants ----------------------------------------------------------------------------
 
-    def _targets(self, on: str, columns: Sequence[str] | None) -> list[ObjectRef]:
+    def _targets(
+        self, on: str, columns: Sequence[str] | None, table_columns: Sequence[str] | None
+    ) -> list[ObjectRef]:
         ref = self._object(on)
         if not columns:
             return [ref]
         if ref.kind != "table":
             raise UsageError(f"--columns needs a table, found the {ref.kind} {on!r}")
-        return [self._object(f"{on}.{c}") for c in columns]
+        known = list(table_columns) if table_columns is not None else self.table_columns(on)
+        return [self._object(f"{on}.{c}", known) for c in columns]
 
     def grant(
         self,
@@ -381,6 +420,7 @@ class PolicyStore:
         to: str,
         grant_option: bool = False,
         columns: Sequence[str] | None = None,
+        table_columns: Sequence[str] | None = None,
         by: Principal | None = None,
     ) -> builtins.list[Grant]:
         """Grant *privileges* on *on* (or only its *columns*) to a principal or role.
@@ -390,7 +430,7 @@ class PolicyStore:
             NotFoundError: an unknown zone, column, principal or role.
         """
         privs = _privileges(privileges)
-        refs = self._targets(on, columns)
+        refs = self._targets(on, columns, table_columns)
         self.principals.kind_of(to)
         self._may_grant(by, privs, refs)
         with self.db.write() as conn:
@@ -434,6 +474,7 @@ class PolicyStore:
         from_: str,
         columns: Sequence[str] | None = None,
         grant_option_only: bool = False,
+        table_columns: Sequence[str] | None = None,
         by: Principal | None = None,
     ) -> int:
         """Revoke privileges (or only their grant option); returns how many grants changed.
@@ -442,7 +483,7 @@ class PolicyStore:
             NotFoundError: the grantee held none of them there.
         """
         privs = _privileges(privileges)
-        refs = self._targets(on, columns)
+        refs = self._targets(on, columns, table_columns)
         self._may_grant(by, privs, refs)
         changed = 0
         with self.db.write() as conn:
@@ -511,11 +552,15 @@ class PolicyStore:
         *,
         key: str,
         value: str,
+        table_columns: Sequence[str] | None = None,
         by: Principal | None = None,
     ) -> None:
-        """Tag a namespace (*table* = ``zone``), a table, or one of its columns with key=value."""
+        """Tag a namespace (*table* = ``zone``), a table, or one of its columns with key=value.
+
+        A column must exist: *table_columns* are the table's (read from the lake when omitted).
+        """
         self._require_admin(by, "tagging")
-        ref = self._object(f"{table}.{column}" if column else table)
+        ref = self._object(f"{table}.{column}" if column else table, table_columns)
         for what, text in (("key", key), ("value", value)):
             if not text or any(c in text for c in "=!(),*'\n") or text.strip() != text:
                 raise UsageError(
@@ -644,13 +689,13 @@ class PolicyStore:
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         *,
-        columns: Sequence[str] | None = None,
+        table_columns: Sequence[str] | None = None,
         by: Principal | None = None,
     ) -> RowFilter:
         """Create or replace data filter *name*: *role*'s grants on *table* narrowed to the
         rows where *row_filter* holds and to *include* (or all but *exclude*) columns.
 
-        *columns* are the table's columns (read from the lake when omitted).
+        *table_columns* are the table's columns (read from the lake when omitted).
 
         Raises:
             UsageError: the predicate does not parse, is not boolean, has a subquery or an
@@ -661,7 +706,7 @@ class PolicyStore:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"a filter name is letters, digits, '_' and '-'; found {name!r}")
         ref = self._table(table)
-        known = list(columns) if columns is not None else self.table_columns(table)
+        known = list(table_columns) if table_columns is not None else self.table_columns(table)
         if include is not None and exclude is not None:
             raise UsageError(
                 "a filter lists the columns it includes or those it excludes, not both"
@@ -740,7 +785,7 @@ class PolicyStore:
         column: str,
         mask: Mask,
         *,
-        columns: Sequence[str] | None = None,
+        table_columns: Sequence[str] | None = None,
         by: Principal | None = None,
     ) -> ColumnMask:
         """Show *column* of *table* to *role* through *mask* (replacing its earlier mask)."""
@@ -749,7 +794,7 @@ class PolicyStore:
             raise UsageError(f"a mask is one of {', '.join(MASK_KINDS)}; found {mask.kind!r}")
         if mask.keep_last < 0:
             raise UsageError(f"a partial mask keeps 0 or more characters; found {mask.keep_last}")
-        ref = self._object(f"{table}.{column}", columns)
+        ref = self._object(f"{table}.{column}", table_columns)
         self.principals.kind_of(role)
         with self.db.write() as conn:
             conn.execute(
