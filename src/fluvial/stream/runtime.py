@@ -299,7 +299,13 @@ class _Chain:
 
 
 class _Feed:
-    """A source table: its splits, their watermarks, and the chain it feeds."""
+    """A source table: its splits, their watermarks, and the chains it feeds.
+
+    A table scanned twice with the same options (a self-join, or both sides of Nexmark's
+    ``bid`` ⋈ ``auction`` over one ``nexmark`` table) is read and decoded once and each
+    batch is pushed into every chain that scans it, as Flink's
+    ``table.optimizer.reuse-source-enabled`` does.
+    """
 
     def __init__(
         self, run: _PipelineRun, fid: int, scan: Scan, chain: _Chain, context: ConnectorContext
@@ -309,7 +315,7 @@ class _Feed:
         self.run = run
         self.fid = fid
         self.scan = scan
-        self.chain = chain
+        self.chains = [chain]
         self.source: Source = create_source(scan.table, context)
         self.tracker: Any = None
         self.splits: set[str] = set()
@@ -369,7 +375,8 @@ class _Feed:
             if candidate is not None:
                 self.tracker.observe(b.split, candidate)
             run.batch = table if ROW_ID in self.carry else None
-            self.chain.push(table, 0)
+            for chain in self.chains:
+                chain.push(table, 0)
             run.batch = None
         return rows
 
@@ -508,9 +515,14 @@ class _PipelineRun:
         chain = _Chain(self, len(self.chains), steps, emit)
         self.chains.append(chain)
         if isinstance(source, Scan):
-            feed = _Feed(self, len(self.feeds), source, chain, self.context)
-            self.feeds.append(feed)
-            chain.watermark = feed.watermark
+            shared = next((f for f in self.feeds if f.scan == source and not f.carry), None)
+            if shared is not None:  # the same table scanned again: read it once
+                shared.chains.append(chain)
+                chain.watermark = shared.watermark
+            else:
+                feed = _Feed(self, len(self.feeds), source, chain, self.context)
+                self.feeds.append(feed)
+                chain.watermark = feed.watermark
         elif isinstance(source, Join):
             from fluvial.stream.ops.join import make_join
 
@@ -573,8 +585,12 @@ class _PipelineRun:
         self.stats.watermark_ms = wm if wm > MIN_WATERMARK else None
         self.state_bytes = state.state_bytes
 
-    def snapshot(self) -> PipelineState:
-        """The pipeline's state between two poll rounds; takes the outboxes."""
+    def snapshot(self, operators: bool = True) -> PipelineState:
+        """The pipeline's state between two poll rounds; takes the outboxes.
+
+        Without *operators* (a job that keeps no checkpoints: nothing would ever be
+        restored) only the outboxes and positions are taken, not every operator's state.
+        """
         outbox = late = None
         if self.outbox:
             outbox = pa.concat_tables(self.outbox).combine_chunks()
@@ -588,21 +604,23 @@ class _PipelineRun:
             positions.update({feed.key(k): v for k, v in feed.source.positions().items()})
             tracked = feed.tracker.splits if feed.tracker is not None else {}
             splits.update({feed.key(k): v for k, v in tracked.items()})
-        operators: dict[int, bytes] = {}
+        states: dict[int, bytes] = {}
         watermarks: dict[int, int] = {}
         for chain in self.chains:
             for i, op in chain.ops.items():
-                operators[chain.op_id(i)] = op.snapshot()
+                if operators:
+                    states[chain.op_id(i)] = op.snapshot()
                 watermarks[chain.op_id(i)] = chain.op_wm[i]
         for join in self.joins:
-            operators[join.op_id()] = join.op.snapshot()
+            if operators:
+                states[join.op_id()] = join.op.snapshot()
             watermarks[join.op_id()] = join.wm
         state = PipelineState(
             positions=positions,
             watermark=self.feeds[0].watermark() if self.feeds else MIN_WATERMARK,
             split_watermarks=splits,
             operator_watermarks=watermarks,
-            operators=operators,
+            operators=states,
             outbox=outbox,
             late_outbox=late,
             counters={
@@ -612,7 +630,8 @@ class _PipelineRun:
             },
             feed_watermarks={str(f.fid): f.watermark() for f in self.feeds[1:]},
         )
-        self.state_bytes = state.state_bytes
+        if operators:
+            self.state_bytes = state.state_bytes
         return state
 
     def commit(self, checkpoint_id: int, state: PipelineState | None, pause: _Pauses) -> None:
@@ -866,7 +885,8 @@ def run_job(
 
         def checkpoint() -> None:
             nonlocal next_id, last_id, last_time
-            snapshot = Checkpoint(next_id, now_ms(), {r.p.name: r.snapshot() for r in runs})
+            states = {r.p.name: r.snapshot(operators=store is not None) for r in runs}
+            snapshot = Checkpoint(next_id, now_ms(), states)
             if store is not None:
                 store.write(snapshot)
                 pause("checkpointed", next_id)
