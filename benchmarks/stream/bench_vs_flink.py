@@ -1,6 +1,7 @@
 """Fluvial against Apache Flink (PyFlink's local mini-cluster, parallelism 1) on Nexmark.
 
-Run: ``python benchmarks/stream/bench_vs_flink.py [--events N] [--all-cores] [--all]``
+Run: ``python benchmarks/stream/bench_vs_flink.py [--events N] [--all-cores] [--all]
+[--only q3,q20]``
 (needs ``make flink``, or ``$FLUVIAL_FLINK_PYTHON``). ``--all`` adds every Nexmark query
 file ``nexmark/qN.sql`` that Fluvial plans (the others are listed as not supported).
 
@@ -102,6 +103,9 @@ def main() -> int:
     parser.add_argument("--all-cores", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800.0, help="Flink run limit (s)")
     parser.add_argument("--all", action="store_true", help="every Nexmark query Fluvial plans")
+    parser.add_argument(
+        "--only", default="", help="comma-separated query names to run (e.g. q3,q20)"
+    )
     args = parser.parse_args()
     if not args.all_cores:
         os.environ["POLARS_MAX_THREADS"] = "1"
@@ -116,7 +120,10 @@ def main() -> int:
     if python is None:
         print("PyFlink not found: run `make flink` (or set FLUVIAL_FLINK_PYTHON)")
         return 2
-    queries, refused = all_queries() if args.all else (QUERIES, [])
+    queries, refused = all_queries() if args.all or args.only else (QUERIES, [])
+    if args.only:
+        wanted = {q.strip() for q in args.only.split(",") if q.strip()}
+        queries = {n: f for n, f in queries.items() if n in wanted or f[:-4] in wanted}
     for line in refused:
         print(f"not supported by Fluvial yet: {line}")
     with tempfile.TemporaryDirectory(prefix="fluvial-vs-flink-") as tmp:
