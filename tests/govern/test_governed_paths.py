@@ -169,3 +169,15 @@ def test_api_without_require_auth_is_the_local_admin(governed: Governed, keys: K
     with _api(governed.project, env=env, key=keys.analyst) as client:  # a key still counts
         res = client.post("/api/sql", json={"sql": "SELECT count(*) FROM curated.dim_users"})
         assert res.json()["rows"] == [[len(_view(governed, keys.salt))]]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/lake/tables", "/api/store", "/api/pipelines", "/api/alerts/rules"]
+)
+def test_every_api_route_needs_a_key(governed: Governed, keys: Keys, path: str) -> None:
+    with _api(governed.project) as client:
+        res = client.get(path)
+        assert res.status_code == 401 and "missing API key" in res.json()["message"]
+        assert client.get("/api/health").status_code == 200  # liveness probes need no key
+    with _api(governed.project, key=keys.analyst) as client:
+        assert client.get(path).status_code == 200

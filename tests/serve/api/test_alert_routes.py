@@ -11,7 +11,7 @@ from fluvial.serve.alerts import AlertEvaluator
 from fluvial.serve.api import create_api
 from fluvial.serve.store import open_store
 
-from .conftest import TestClient
+from .conftest import TestClient, admin_key
 
 FILE_RULE = """
 [[rule]]
@@ -36,7 +36,8 @@ RULE = {
 def test_rule_lifecycle(tmp_path: Any) -> None:
     project = Project.init(tmp_path / "p")
     (project.root / "alerts.toml").write_text(FILE_RULE)
-    with TestClient(create_api(Project(project.root))) as client:
+    headers = {"Authorization": f"Bearer {admin_key(project)}"}
+    with TestClient(create_api(Project(project.root)), headers=headers) as client:
         res = client.post("/api/alerts/rules", json=RULE)
         assert res.status_code == 201, res.text
         created = res.json()

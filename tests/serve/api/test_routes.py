@@ -13,7 +13,7 @@ import pytest
 from fluvial.project import Project
 from fluvial.serve.api import create_api
 
-from .conftest import TestClient, World
+from .conftest import TestClient, World, admin_key
 
 
 def reference_windows(clicks: pa.Table) -> list[tuple[datetime, str, int, int]]:
@@ -135,7 +135,8 @@ def test_live_metrics(client: TestClient, world: World) -> None:
 
 def test_live_tables_are_configurable(world: World) -> None:
     env = {"FLUVIAL_API__LIVE_TABLES": "nope, page_views_per_minute", "FLUVIAL_API__LIVE_ROWS": "2"}
-    with TestClient(create_api(Project(world.project.root, env=env))) as client:
+    headers = {"Authorization": f"Bearer {admin_key(world.project)}"}
+    with TestClient(create_api(Project(world.project.root, env=env)), headers=headers) as client:
         body = client.get("/api/metrics/live").json()
     assert body["missing"] == ["nope"]
     assert [t["row_count"] for t in body["tables"]] == [2]
@@ -189,6 +190,8 @@ def test_request_metrics(client: TestClient) -> None:
 
 @pytest.mark.parametrize("path", ["/api/pipelines", "/api/metrics/live", "/api/lake/tables"])
 def test_empty_project_answers(tmp_path, path: str) -> None:  # type: ignore[no-untyped-def]
-    with TestClient(create_api(Project.init(tmp_path / "empty"))) as client:
+    project = Project.init(tmp_path / "empty")
+    headers = {"Authorization": f"Bearer {admin_key(project)}"}
+    with TestClient(create_api(project), headers=headers) as client:
         res = client.get(path)
     assert res.status_code == 200

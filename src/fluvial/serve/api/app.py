@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +33,7 @@ from fluvial.errors import (
 )
 from fluvial.project import Project
 from fluvial.serve.api import alerts, events, routes
+from fluvial.serve.api.auth import authenticated
 from fluvial.serve.api.models import ErrorBody
 from fluvial.serve.api.services import Services
 
@@ -137,9 +138,10 @@ def create_api(project: Project) -> FastAPI:
     )
     app.state.services = svc
     _install_errors(app)
-    app.include_router(routes.router, prefix=PREFIX, responses=_ERRORS)
+    guarded = [Depends(authenticated)]  # an API key, as [govern] require_auth says
+    app.include_router(routes.router, prefix=PREFIX, responses=_ERRORS, dependencies=guarded)
     app.include_router(events.router, prefix=PREFIX)
-    app.include_router(alerts.router, prefix=PREFIX, responses=_ERRORS)
+    app.include_router(alerts.router, prefix=PREFIX, responses=_ERRORS, dependencies=guarded)
 
     @app.middleware("http")
     async def measure(

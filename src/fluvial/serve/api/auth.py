@@ -4,6 +4,10 @@ With ``[govern] require_auth`` (the default) a request without a valid key is re
 (401, and an ``auth_failure`` audit record); with ``require_auth = false`` a request
 without a key acts as the project's bootstrap admin (an open, single-user deployment),
 while a request that sends a key still acts as that key's principal.
+
+:func:`authenticated` guards every route of the API but ``/api/health`` (for liveness
+probes) and the ``/api/events`` stream (a browser's ``EventSource`` cannot send a header;
+it carries live aggregates, never rows of the lake).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from fastapi import Depends, Request
 from fluvial.govern.model import Principal
 from fluvial.serve.api.services import Services
 
-__all__ = ["Caller", "bearer_key", "principal"]
+__all__ = ["OPEN_PATHS", "Caller", "authenticated", "bearer_key", "principal"]
+
+#: API paths that answer without a key
+OPEN_PATHS = frozenset({"/api/health"})
 
 
 def bearer_key(request: Request) -> str | None:
@@ -41,12 +48,28 @@ def principal(request: Request) -> Principal:
     """
     from fluvial.govern.principals import open_principals
 
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:  # authenticated once per request (and audited once on failure)
+        return known
     svc: Services = request.app.state.services
     key = bearer_key(request)
     store = open_principals(svc.project)
     if key is None and not svc.settings.govern.require_auth:
-        return store.local_admin()
-    return store.authenticate(key)
+        found = store.local_admin()
+    else:
+        found = store.authenticate(key)
+    request.state.principal = found
+    return found
+
+
+def authenticated(request: Request) -> None:
+    """Refuse a request without a valid key, but to :data:`OPEN_PATHS` (a router dependency).
+
+    Raises:
+        AuthenticationError: as :func:`principal`.
+    """
+    if request.url.path not in OPEN_PATHS:
+        principal(request)
 
 
 Caller = Annotated[Principal, Depends(principal)]
