@@ -191,21 +191,36 @@ def test_stream_retention_follows_the_log(tmp_path: Path) -> None:
 
 
 def test_lifecycle_expiration_is_the_zone_retention(tmp_path: Path) -> None:
-    Project.init(tmp_path / "p")
+    """Data files of every table the project names expire after their zone's retention;
+    Iceberg metadata never does (a quiet table must stay readable)."""
+    Project.init(tmp_path / "shop", example="clickstream")
     env = {
         "FLUVIAL_LAKE__RAW_RETENTION_DAYS": "90",
         "FLUVIAL_LAKE__QUARANTINE_RETENTION_DAYS": "14",
     }
-    t = build_template(Project(tmp_path / "p", env=env))
-    expiry = {}
+    t = build_template(Project(tmp_path / "shop", env=env))
+    expiry: dict[str, dict[str, int]] = {}
     for zone in ("raw", "refined", "curated", "quarantine"):
         rules = t["Resources"][f"{zone.capitalize()}Bucket"]["Properties"][
             "LifecycleConfiguration"
         ]["Rules"]
-        expiry[zone] = [r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r]
-    assert expiry == {"raw": [90], "refined": [], "curated": [], "quarantine": [14]}
+        expiry[zone] = {
+            r["Prefix"]: r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r
+        }
+        assert all(p.endswith("/data/") for p in expiry[zone])
+    # raw: the archiver's tables and the example's raw table with quality rules
+    assert expiry["raw"] == {
+        "events/data/": 90,
+        "events_failed/data/": 90,
+        "product_catalog/data/": 90,
+    }
+    assert expiry["refined"] == expiry["curated"] == {}  # kept forever
+    # quarantine: one table per table with quality rules (quarantine.<zone>__<name>)
+    assert expiry["quarantine"]["raw__events/data/"] == 14
+    assert expiry["quarantine"]["curated__dim_users/data/"] == 14
+    assert set(expiry["quarantine"].values()) == {14}
     # raw kept forever by default: no expiration at all
-    default = build_template(Project(tmp_path / "p"))
+    default = build_template(Project(tmp_path / "shop"))
     rules = default["Resources"]["RawBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert not any("ExpirationInDays" in r for r in rules)
 

@@ -77,6 +77,8 @@ class Inventory:
     store_namespace: str = "fluvial_store"
     #: whether the operational store lives in DynamoDB (a pipeline writes it, or the backend says so)
     uses_store: bool = False
+    #: the lake tables the project's files name, by zone (zone -> table names)
+    lake_tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def stream_retention_hours(log_retention_hours: float) -> int:
@@ -123,6 +125,33 @@ def _pipelines(project: Project, default_ttl: str) -> tuple[list[PipelineUse], l
     return uses, sorted(stores.values(), key=lambda s: s.name)
 
 
+def _lake_tables(
+    project: Project, pipelines: list[PipelineUse], known: dict[str, Zone]
+) -> dict[str, tuple[str, ...]]:
+    """The lake tables the project's files name: the archiver's, the pipelines' lake sinks,
+    the models (``models/<zone>/<name>.sql``), the tables with quality rules and their
+    quarantine tables."""
+    from fluvial.quality.files import tables_with_rules
+    from fluvial.quality.quarantine import quarantine_table
+
+    names = {"raw.events", "raw.events_failed"}
+    names |= {t for use in pipelines for t in use.writes_lake}
+    models = project.root / "models"
+    for zone in known:
+        folder = models / zone
+        if folder.is_dir():
+            names |= {f"{zone}.{p.stem}" for p in folder.glob("*.sql")}
+    ruled = tables_with_rules(project)
+    names |= {t for t in ruled if t.partition(".")[0] in known}
+    names |= {quarantine_table(t) for t in ruled}
+    by_zone: dict[str, list[str]] = {}
+    for name in sorted(names):
+        zone, _, table = name.partition(".")
+        if zone in known and table:
+            by_zone.setdefault(zone, []).append(table)
+    return {zone: tuple(tables) for zone, tables in by_zone.items()}
+
+
 def inventory(project: Project) -> Inventory:
     """What *project* deploys, from its settings and ``pipelines/*.sql``.
 
@@ -148,14 +177,16 @@ def inventory(project: Project) -> Inventory:
     streams = tuple(
         StreamSpec(t, events_shards if t == s.log.events_topic else 1, retention) for t in topics
     )
+    known = zones(s.lake)
     return Inventory(
         prefix=prefix,
         streams=streams,
-        zones=zones(s.lake),
+        zones=known,
         store_tables=tuple(store_tables),
         pipelines=tuple(pipelines),
         events_topic=s.log.events_topic,
         failed_topic=s.log.failed_topic,
         store_namespace=s.store.namespace,
         uses_store=bool(store_tables) or s.store.backend == "dynamodb",
+        lake_tables=_lake_tables(project, pipelines, known),
     )

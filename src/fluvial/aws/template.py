@@ -6,8 +6,10 @@ and its grants (:func:`~fluvial.aws.grants.project_grants`):
 - a Kinesis stream per topic (the events stream's shards sized for ``[aws]
   peak_events_per_second``, see :func:`~fluvial.aws.cost.kinesis_shards`), retention from
   ``[log] retention_hours``, encrypted;
-- an S3 bucket per lake zone (encrypted, private, TLS only) whose lifecycle expires objects
-  after the zone's retention, registered with Lake Formation, and a Glue database per zone;
+- an S3 bucket per lake zone (encrypted, private, TLS only) whose lifecycle expires the
+  data files of the zone's tables (``<table>/data/``) after the zone's retention,
+  registered with Lake Formation, and a Glue database per zone (tables live at
+  ``s3://<bucket>/<table>/``);
 - an Athena workgroup with a bytes-scanned cutoff and a results bucket that forgets results
   after a week;
 - a DynamoDB table (on demand, encrypted, TTL when rows expire) per store table a pipeline
@@ -219,13 +221,16 @@ class _Builder:
                 }
             ]
             if zone.retention_days > 0:
-                rules.append(
+                # data files only: an Iceberg table's metadata must outlive quiet spells
+                rules += [
                     {
-                        "Id": "Retention",
+                        "Id": f"Retention-{table}"[:255],
                         "Status": "Enabled",
+                        "Prefix": f"{table}/data/",
                         "ExpirationInDays": zone.retention_days,
                     }
-                )
+                    for table in self.inv.lake_tables.get(zone.name, ())
+                ]
             bucket = self.bucket_id(zone.name)
             self.bucket(bucket, f"{self.inv.prefix}-{zone.name}", rules)
             self.add(
