@@ -66,7 +66,7 @@ class ProjectSettings:
 class LogSettings:
     """The event log (our Kinesis Data Streams / Kafka)."""
 
-    backend: str = _f("embedded", "event log backend: embedded | kafka")
+    backend: str = _f("embedded", "event log backend: embedded | kafka | kinesis ([aws])")
     partitions: int = _f(4, "default partition count for new topics")
     fsync: str = _f(
         "batch",

@@ -1,7 +1,9 @@
 """Event log fixtures: the ``log`` fixture runs the behaviour suite against every backend.
 
 Adding a backend adds one name to :data:`BACKENDS` and one factory to :data:`FACTORIES`
-(a function of ``tmp_path`` returning an open :class:`~fluvial.log.EventLog`).
+(a function of ``tmp_path`` returning an open :class:`~fluvial.log.EventLog`), or, for a
+backend that needs a server the session starts, to :data:`SERVER_FACTORIES` (a function
+of ``tmp_path`` and the server's fixture value).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from fluvial.log import EventLog
 from fluvial.log.embedded import EmbeddedLog
 
 from .kafka_cluster import make_kafka_log
+from .kinesis_server import aws_endpoint_session, make_kinesis_log
 
 #: every backend the behaviour suite runs against
-BACKENDS = ["embedded", "kafka"]
+BACKENDS = ["embedded", "kafka", "kinesis"]
 
 
 def make_embedded(tmp_path: Path) -> EventLog:
@@ -31,11 +34,27 @@ FACTORIES: dict[str, Callable[[Path], EventLog]] = {
     "kafka": make_kafka_log,
 }
 
+#: backend -> (session fixture it needs, factory of tmp_path and that fixture's value)
+SERVER_FACTORIES: dict[str, tuple[str, Callable[[Path, str], EventLog]]] = {
+    "kinesis": ("aws_endpoint", lambda _tmp, endpoint: make_kinesis_log(endpoint)),
+}
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    """moto's server (Kinesis, DynamoDB) on a free loopback port, with dummy credentials."""
+    with aws_endpoint_session() as endpoint:
+        yield endpoint
+
 
 @pytest.fixture(params=BACKENDS)
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
     """An open, empty event log of each backend."""
-    opened = FACTORIES[request.param](tmp_path)
+    if request.param in SERVER_FACTORIES:
+        fixture, factory = SERVER_FACTORIES[request.param]
+        opened = factory(tmp_path, request.getfixturevalue(fixture))
+    else:
+        opened = FACTORIES[request.param](tmp_path)
     try:
         yield opened
     finally:

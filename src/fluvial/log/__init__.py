@@ -38,6 +38,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "embedded": "fluvial.log.embedded:EmbeddedLog",
     "kafka": "fluvial.log.kafka:KafkaLog",
+    "kinesis": "fluvial.log.kinesis:KinesisLog",
 }
 
 
