@@ -67,7 +67,7 @@ class PutRecordsSpy:
         self.calls: list[list[dict[str, Any]]] = []
         self.kinesis.put_records = self
 
-    def __call__(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def __call__(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         call = len(self.calls)
         self.calls.append(Records)
         _, _, offsets, _ = parse_keys([r["PartitionKey"] for r in Records])
@@ -167,7 +167,7 @@ def test_throttled_records_are_retried_alone_and_land_exactly_once(klog: Kinesis
     result = klog.append("hot", data, key="body")
     spy.restore()
     assert result.count == 900
-    first, second, *rest = spy.calls
+    first, second, *_rest = spy.calls
     assert len(first) == 500 and len(second) == 167  # the retry carries only the failures
     retried = {r["PartitionKey"] for r in second}
     assert retried == {r["PartitionKey"] for i, r in enumerate(first) if i % 3 == 0}
@@ -282,17 +282,50 @@ def test_a_writer_killed_with_a_gap_leaves_rows_behind_the_fence(
     first.close()
 
 
-def test_a_fenced_writer_cannot_acknowledge(aws_endpoint: str, prefix: str) -> None:
+def test_writers_taking_turns_each_see_their_rows_once(aws_endpoint: str, prefix: str) -> None:
     a = make_kinesis_log(aws_endpoint, prefix=prefix)
     b = make_kinesis_log(aws_endpoint, prefix=prefix)
     a.create_topic("t", 1)
     a.append("t", rows(3), partition=0)
-    b.append("t", rows(2, start=3), partition=0)  # b takes over
-    with pytest.raises(LogError, match="another process took over"):
-        a.append("t", rows(2, start=900), partition=0)
-    assert seqs(b, "t") == [0, 1, 2, 3, 4]
-    a.append("t", rows(1, start=5), partition=0)  # a takes the lease back
-    assert seqs(b, "t") == list(range(6))
+    assert b.append("t", rows(2, start=3), partition=0).ranges == ((0, 3, 2),)  # b takes over
+    # a's lease is stale: its put is fenced off, so it takes the lease back and puts again
+    assert a.append("t", rows(2, start=5), partition=0).ranges == ((0, 5, 2),)
+    assert b.append("t", rows(1, start=7), partition=0).ranges == ((0, 7, 1),)
+    assert seqs(a, "t") == seqs(b, "t") == list(range(8))
+    data_records = [r for r in raw_records(a, "t", 0) if r["PartitionKey"][0] == "R"]
+    assert len(data_records) == 8 + 2 + 1  # a's and b's fenced-off puts are in the stream
+    a.close()
+    b.close()
+
+
+def test_a_takeover_in_the_middle_of_an_append(aws_endpoint: str, prefix: str) -> None:
+    """Another writer's fence lands between two PutRecords calls of one append."""
+    a = make_kinesis_log(aws_endpoint, prefix=prefix)
+    b = make_kinesis_log(aws_endpoint, prefix=prefix)
+    a.create_topic("t", 1)
+    a.append("t", rows(1), partition=0)
+    b.append("t", rows(1, start=1), partition=0)
+    a.append("t", rows(1, start=2), partition=0)  # a holds the lease again
+    real = a._aws.kinesis.put_records
+    calls = []
+
+    def b_takes_over_after_first_call(**kwargs: Any) -> Any:
+        out = real(**kwargs)
+        calls.append(len(kwargs["Records"]))
+        if len(calls) == 1:
+            b.append("t", rows(4, start=10_000), partition=0)
+        return out
+
+    a._aws.kinesis.put_records = b_takes_over_after_first_call
+    try:
+        result = a.append("t", rows(1200, start=3), partition=0)
+    finally:
+        a._aws.kinesis.put_records = real
+    # b took in a's first 500 rows (they preceded its fence) and appended its 4 after them;
+    # a's other 700 were fenced off, and a put them again after b's
+    assert result.ranges == ((0, 3, 500), (0, 507, 700))
+    expected = [*range(503), *range(10_000, 10_004), *range(503, 1203)]
+    assert seqs(a, "t") == seqs(b, "t") == expected
     a.close()
     b.close()
 

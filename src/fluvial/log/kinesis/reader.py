@@ -21,6 +21,7 @@ from fluvial.log.base import with_system_columns
 from fluvial.log.kafka.codec import decode_rows
 from fluvial.log.kinesis.aws import AwsClients
 from fluvial.log.kinesis.catalog import Catalog, TopicMeta
+from fluvial.log.kinesis.records import Row
 from fluvial.log.kinesis.shards import ShardCursor
 from fluvial.log.routing import partition_error
 
@@ -98,7 +99,7 @@ class PartitionReader:
             position = cursor.position
             while position < end:
                 rows = cursor.take(position, min(10_000, end - position))
-                stamps = np.fromiter((ts for _, ts, _ in rows), np.int64, len(rows))
+                stamps = np.fromiter((row[1] for row in rows), np.int64, len(rows))
                 hits = np.flatnonzero(stamps >= timestamp_ms)
                 if hits.size:
                     return rows[int(hits[0])][0]
@@ -117,11 +118,9 @@ class PartitionReader:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
-def _decode(
-    rows: list[tuple[int, int, bytes]], schema: pa.Schema, out_schema: pa.Schema, partition: int
-) -> pa.Table:
+def _decode(rows: list[Row], schema: pa.Schema, out_schema: pa.Schema, partition: int) -> pa.Table:
     """The rows with the system columns, as a table of *out_schema*."""
-    offsets, stamps, values = zip(*rows, strict=True)
+    offsets, stamps, values, _ = zip(*rows, strict=True)
     table = decode_rows(values, schema, max_value_bytes=max(map(len, values)))
     n = len(rows)
     columns = [

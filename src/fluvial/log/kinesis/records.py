@@ -18,7 +18,7 @@ older epochs are ignored (a writer that crashed, or was fenced, left them unackn
 
 >>> scan = ShardScan(next_offset=0, epoch=1)
 >>> keys = [row_key(1, o, 5) for o in (0, 2, 1, 1)] + [fence_key(2), row_key(1, 3, 6)]
->>> [o for o, _, _ in scan.feed(keys, [b"a", b"c", b"b", b"b", b"", b"x"], ["1"] * 6)]
+>>> [o for o, _, _, _ in scan.feed(keys, [b"a", b"c", b"b", b"b", b"", b"x"])]
 [0, 1, 2]
 >>> scan.next_offset, scan.epoch
 (3, 2)
@@ -26,15 +26,20 @@ older epochs are ignored (a writer that crashed, or was fenced, left them unackn
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["KEY_LENGTH", "ShardScan", "fence_key", "row_key", "row_keys"]
+__all__ = ["KEY_LENGTH", "Row", "ShardScan", "fence_key", "row_key", "row_keys"]
 
 KEY_LENGTH = 44
+
+#: a row found in a shard: ``(offset, append time in ms, JSON data, writer epoch)``
+Row: TypeAlias = tuple[int, int, bytes, int]
 
 
 def row_key(epoch: int, offset: int, ts_ms: int) -> str:
@@ -84,17 +89,15 @@ class ShardScan:
     def __init__(self, next_offset: int, epoch: int) -> None:
         self.next_offset = next_offset
         self.epoch = epoch
-        self._ahead: dict[int, tuple[int, bytes, str]] = {}  # offset -> (ts, data, seq)
+        self._ahead: dict[int, Row] = {}
 
     @property
     def held_back(self) -> int:
         """How many records wait for an earlier offset."""
         return len(self._ahead)
 
-    def feed(
-        self, keys: Sequence[str], data: Sequence[bytes], sequences: Sequence[str]
-    ) -> list[tuple[int, int, bytes]]:
-        """The ``(offset, ts_ms, data)`` that these records complete, in offset order."""
+    def feed(self, keys: Sequence[str], data: Sequence[bytes]) -> list[Row]:
+        """The rows that these records complete, in offset order."""
         if not keys:
             return []
         is_row, epochs, offsets, stamps = parse_keys(keys)
@@ -107,8 +110,16 @@ class ShardScan:
             and (offsets == expected).all()
         ):  # the common case: every record is the next one, from the current writer
             self.next_offset += n
-            return list(zip(offsets.tolist(), stamps.tolist(), data, strict=True))
-        out: list[tuple[int, int, bytes]] = []
+            return list(
+                zip(
+                    offsets.tolist(),
+                    stamps.tolist(),
+                    data,
+                    itertools.repeat(self.epoch, n),
+                    strict=False,
+                )
+            )
+        out: list[Row] = []
         for i in range(n):  # after a retry, a crash or a takeover: record by record
             epoch = int(epochs[i])
             if epoch < self.epoch:
@@ -121,9 +132,8 @@ class ShardScan:
             offset = int(offsets[i])
             if offset < self.next_offset or offset in self._ahead:
                 continue  # a duplicate
-            self._ahead[offset] = (int(stamps[i]), data[i], sequences[i])
+            self._ahead[offset] = (offset, int(stamps[i]), data[i], epoch)
             while self.next_offset in self._ahead:
-                ts, value, _ = self._ahead.pop(self.next_offset)
-                out.append((self.next_offset, ts, value))
+                out.append(self._ahead.pop(self.next_offset))
                 self.next_offset += 1
         return out

@@ -14,7 +14,7 @@ from typing import Any
 from fluvial.errors import LogError, OffsetOutOfRangeError
 from fluvial.log.kinesis.aws import THROTTLED, AwsClients, error_code, translate
 from fluvial.log.kinesis.catalog import Block, TopicMeta
-from fluvial.log.kinesis.records import ShardScan
+from fluvial.log.kinesis.records import Row, ShardScan
 
 __all__ = ["ShardCursor"]
 
@@ -44,8 +44,8 @@ class ShardCursor:
             **where,
         )
         self._iterator: str | None = out["ShardIterator"]
-        #: rows fetched but not yet taken: (offset, ts_ms, data)
-        self.buffer: list[tuple[int, int, bytes]] = []
+        #: rows fetched but not yet taken
+        self.buffer: list[Row] = []
 
     @property
     def position(self) -> int:
@@ -84,13 +84,10 @@ class ShardCursor:
             self.buffer += self.scan.feed(
                 [r["PartitionKey"] for r in records],
                 [r["Data"] for r in records],
-                [r["SequenceNumber"] for r in records],
             )
         return bool(records) or int(out.get("MillisBehindLatest", 0)) > 0
 
-    def take(
-        self, offset: int, count: int, *, timeout: float = 30.0
-    ) -> list[tuple[int, int, bytes]]:
+    def take(self, offset: int, count: int, *, timeout: float = 30.0) -> list[Row]:
         """Exactly *count* rows from *offset* on, which must be acknowledged (below the end)."""
         if offset < self.position:
             raise LogError(f"cursor at {self.position} cannot go back to {offset}")

@@ -47,6 +47,17 @@ MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024  # data and partition key together
 BLOCK_RECORDS = 1_000  # offsets between index entries
+MAX_TAKEOVERS = 5  # takeovers by other writers one append lives through
+
+
+class _TakenOver(Exception):
+    """Another writer took over before an append was acknowledged."""
+
+    def __init__(self, epoch: int, plan: list[tuple[int, pa.Table, int]]) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+        #: ``(partition, rows, first offset)`` as they were put
+        self.plan = plan
 
 
 @dataclass
@@ -121,8 +132,8 @@ class RowWriter:
             cursor.until_epoch(epoch)
             rows = [r for r in cursor.buffer if r[0] >= meta.ends[p]]
             end = cursor.scan.next_offset
-            last_ms = max([meta.last_ms[p], *(ts for _, ts, _ in rows)])
-            size = meta.bytes[p] + sum(len(d) for _, _, d in rows)
+            last_ms = max([meta.last_ms[p], *(r[1] for r in rows)])
+            size = meta.bytes[p] + sum(len(r[2]) for r in rows)
             ends[p] = (end, last_ms, size)
             # readers that start at this entry skip everything the fence left behind
             blocks[p] = Block(end, sequences[p], epoch, last_ms)
@@ -159,31 +170,84 @@ class RowWriter:
                 return AppendResult(())
             try:
                 lease = self._lease(meta)
-            except Fenced:
-                self.forget(meta.name)
-                raise
-            if partition is not None:
-                parts = np.full(table.num_rows, partition, dtype=np.int32)
-            elif keys is not None:
-                parts = partition_for(keys, n)
-            else:
-                parts = np.full(table.num_rows, next(lease.round_robin) % n, dtype=np.int32)
-            try:
-                return self._append(meta, lease, table, parts)
+                if partition is not None:
+                    parts = np.full(table.num_rows, partition, dtype=np.int32)
+                elif keys is not None:
+                    parts = partition_for(keys, n)
+                else:
+                    parts = np.full(table.num_rows, next(lease.round_robin) % n, dtype=np.int32)
+                return self._append_all(meta, lease, list(split(table, parts, n)))
             except BaseException:
                 # records may be in the stream unacknowledged: a new epoch fences them off
                 self.forget(meta.name)
                 raise
 
-    def _append(
-        self, meta: TopicMeta, lease: _Lease, table: pa.Table, parts: np.ndarray
+    def _append_all(
+        self, meta: TopicMeta, lease: _Lease, pieces: list[tuple[int, pa.Table]]
     ) -> AppendResult:
-        now_ms = max(int(time.time() * 1000), *(lease.last_ms[p] for p in np.unique(parts)))
+        """Append *pieces* ``(partition, rows)``, finishing the job if another writer takes over.
+
+        After a takeover, the rows of each partition that the new writer took in (a prefix,
+        since its fence may have landed among them) count as appended; the rest are
+        appended again under a new lease of this process. So an append that returns has
+        every row visible exactly once, whoever else writes to the topic.
+        """
+        done: list[tuple[int, int, int]] = []
+        for _ in range(MAX_TAKEOVERS):
+            try:
+                return AppendResult((*done, *self._append(meta, lease, pieces)))
+            except _TakenOver as taken:
+                self.forget(meta.name)
+                current = self._catalog.topic(meta.name)
+                if current is None or current.generation != meta.generation:
+                    raise Fenced(
+                        f"topic '{meta.name}' was deleted or recreated during the append"
+                    ) from None
+                meta = current
+                lease = self._lease(meta)
+                pieces = []
+                for p, rows, first in taken.plan:
+                    kept = self._taken_in(meta, p, first, rows.num_rows, taken.epoch, lease.next[p])
+                    if kept:
+                        done.append((p, first, kept))
+                    if kept < rows.num_rows:
+                        pieces.append((p, rows.slice(kept)))
+                if not pieces:
+                    return AppendResult(tuple(done))
+        raise LogError(
+            f"topic '{meta.name}': other writers took it over {MAX_TAKEOVERS} times during one "
+            "append; rows acknowledged so far: "
+            + (", ".join(f"partition {p} offsets {f}-{f + c - 1}" for p, f, c in done) or "none")
+        )
+
+    def _taken_in(
+        self, meta: TopicMeta, p: int, first: int, count: int, epoch: int, end: int
+    ) -> int:
+        """How many of the rows written from *first* by *epoch* are visible now (a prefix)."""
+        n = min(count, end - first)
+        if n <= 0:
+            return 0
+        cursor = ShardCursor(self._aws, meta, p, self._catalog.block_at(meta, p, first))
+        found = cursor.take(first, n)
+        kept = 0
+        while kept < n and found[kept][3] == epoch:
+            kept += 1
+        return kept
+
+    def _append(
+        self, meta: TopicMeta, lease: _Lease, pieces: list[tuple[int, pa.Table]]
+    ) -> tuple[tuple[int, int, int], ...]:
+        """Put *pieces* and acknowledge them; their ``(partition, first, count)``.
+
+        Raises:
+            _TakenOver: another writer took the topic over before the acknowledgement.
+        """
+        now_ms = max(int(time.time() * 1000), *(lease.last_ms[p] for p, _ in pieces))
         records: list[dict[str, Any]] = []
         ranges: list[tuple[int, int, int]] = []
         added: dict[int, int] = {}
         starts: list[int] = []  # index of each partition's first record in *records*
-        for p, rows in split(table, parts, meta.partitions):
+        for p, rows in pieces:
             values = encode_rows(rows)
             first = lease.next[p]
             keys = row_keys(lease.epoch, first, len(values), now_ms)
@@ -213,12 +277,18 @@ class RowWriter:
                 # the smallest sequence number of the partition's first call: every record
                 # of this append and later ones comes at or after it
                 blocks[p] = Block(first, sequences[start], lease.epoch, now_ms)
-        self._catalog.acknowledge(meta, lease.epoch, ends, blocks)
+        try:
+            self._catalog.acknowledge(meta, lease.epoch, ends, blocks)
+        except Fenced:
+            plan = [
+                (p, rows, first) for (p, rows), (_, first, _) in zip(pieces, ranges, strict=True)
+            ]
+            raise _TakenOver(lease.epoch, plan) from None
         for p, (end, last_ms, size) in ends.items():
             lease.next[p], lease.last_ms[p], lease.bytes[p] = end, last_ms, size
             if p in blocks:
                 lease.block_at[p] = blocks[p].offset
-        return AppendResult(tuple(ranges))
+        return tuple(ranges)
 
     def _put_all(
         self, meta: TopicMeta, records: list[dict[str, Any]], sizes: np.ndarray | None = None
