@@ -26,7 +26,6 @@ older epochs are ignored (a writer that crashed, or was fenced, left them unackn
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -102,38 +101,40 @@ class ShardScan:
             return []
         is_row, epochs, offsets, stamps = parse_keys(keys)
         n = len(keys)
-        expected = np.arange(self.next_offset, self.next_offset + n, dtype=np.int64)
-        if (
-            not self._ahead
-            and is_row.all()
-            and (epochs == self.epoch).all()
-            and (offsets == expected).all()
-        ):  # the common case: every record is the next one, from the current writer
-            self.next_offset += n
-            return list(
-                zip(
-                    offsets.tolist(),
-                    stamps.tolist(),
-                    data,
-                    itertools.repeat(self.epoch, n),
-                    strict=False,
-                )
-            )
         out: list[Row] = []
-        for i in range(n):  # after a retry, a crash or a takeover: record by record
-            epoch = int(epochs[i])
-            if epoch < self.epoch:
+        i = 0
+        while i < n:
+            if (
+                not self._ahead
+                and is_row[i]
+                and epochs[i] == self.epoch
+                and offsets[i] == self.next_offset
+            ):
+                # the common case, vectorized: a run of the current writer's next rows
+                expected = np.arange(self.next_offset, self.next_offset + n - i, dtype=np.int64)
+                ok = is_row[i:] & (epochs[i:] == self.epoch) & (offsets[i:] == expected)
+                run = n - i if ok.all() else int(np.argmin(ok))
+                out += zip(
+                    offsets[i : i + run].tolist(),
+                    stamps[i : i + run].tolist(),
+                    data[i : i + run],
+                    [self.epoch] * run,
+                    strict=True,
+                )
+                self.next_offset += run
+                i += run
                 continue
+            # a fence, a retry, a duplicate or an older writer's leftovers: one by one
+            epoch = int(epochs[i])
             if epoch > self.epoch:
                 self.epoch = epoch
                 self._ahead.clear()  # held back by an older writer: never acknowledged
-            if not is_row[i]:
-                continue
-            offset = int(offsets[i])
-            if offset < self.next_offset or offset in self._ahead:
-                continue  # a duplicate
-            self._ahead[offset] = (offset, int(stamps[i]), data[i], epoch)
-            while self.next_offset in self._ahead:
-                out.append(self._ahead.pop(self.next_offset))
-                self.next_offset += 1
+            if epoch == self.epoch and is_row[i]:
+                offset = int(offsets[i])
+                if offset >= self.next_offset and offset not in self._ahead:  # else a duplicate
+                    self._ahead[offset] = (offset, int(stamps[i]), data[i], epoch)
+                    while self.next_offset in self._ahead:
+                        out.append(self._ahead.pop(self.next_offset))
+                        self.next_offset += 1
+            i += 1
         return out
