@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from fluvial.cli import main
-from fluvial.errors import LogError
+from fluvial.errors import LogError, TopicExistsError
 from fluvial.log.kinesis import KinesisLog
 from fluvial.log.kinesis.records import parse_keys
 from fluvial.log.kinesis.writer import MAX_BATCH_BYTES, MAX_RECORD_BYTES
@@ -328,6 +328,20 @@ def test_a_takeover_in_the_middle_of_an_append(aws_endpoint: str, prefix: str) -
     assert seqs(a, "t") == seqs(b, "t") == expected
     a.close()
     b.close()
+
+
+def test_an_empty_stream_declared_elsewhere_is_adopted(klog: KinesisLog, prefix: str) -> None:
+    kinesis = klog._aws.kinesis
+    kinesis.create_stream(StreamName=f"{prefix}-declared", ShardCount=3)  # as CloudFormation would
+    info = klog.create_topic("declared", 5)
+    assert info.num_partitions == 3  # the stream's shards, not the default
+    klog.append("declared", rows(4), partition=2)
+    assert klog.topic("declared").end_offsets == {0: 0, 1: 0, 2: 4}
+    kinesis.create_stream(StreamName=f"{prefix}-foreign", ShardCount=1)
+    kinesis.put_record(StreamName=f"{prefix}-foreign", Data=b"hello", PartitionKey="k")
+    with pytest.raises(TopicExistsError, match="did not write"):
+        klog.create_topic("foreign", 1)
+    assert "foreign" not in [t.name for t in klog.list_topics()]
 
 
 # -- settings and the CLI -----------------------------------------------------------------

@@ -4,7 +4,9 @@ A topic ``events`` is the stream ``<resource_prefix>-events`` with as many shard
 partitions; partition *p* is the *p*-th shard by starting hash key, and the writer puts
 its records there with that ``ExplicitHashKey``. The topic's item in the bookkeeping table
 is claimed first (so two processes cannot both create it) and listed once its shards are
-known. Resharding a stream under Fluvial is not supported: the partition count is fixed.
+known. A stream that already exists under that name and holds no records (one declared by
+``fluvial aws template``'s CloudFormation stack) is adopted with its shard count.
+Resharding a stream under Fluvial is not supported: the partition count is fixed.
 """
 
 from __future__ import annotations
@@ -59,9 +61,9 @@ class Topics:
         stream = self.stream_name(name)
         self._catalog.claim_topic(name, stream, partitions)
         try:
-            self._create_stream(stream, partitions)
+            adopted = self._create_stream(stream, partitions)
             shards = self._wait_active(stream)
-            if len(shards) != partitions:
+            if not adopted and len(shards) != partitions:
                 raise LogError(
                     f"stream '{stream}' has {len(shards)} open shards, expected {partitions}"
                 )
@@ -78,7 +80,8 @@ class Topics:
         assert meta is not None
         return meta
 
-    def _create_stream(self, stream: str, shards: int) -> None:
+    def _create_stream(self, stream: str, shards: int) -> bool:
+        """Create the stream; ``True`` if an existing, empty one was adopted instead."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -87,18 +90,48 @@ class Topics:
                     ShardCount=shards,
                     StreamModeDetails={"StreamMode": "PROVISIONED"},
                 )
-                return
+                return False
             except self._aws.botocore_exceptions.ClientError as exc:
                 code = error_code(exc)
                 # a stream of that name is still being deleted: wait for it to go
                 if code == "ResourceInUseException" and time.monotonic() < deadline:
                     if self._status(stream) == "ACTIVE":
+                        if self._is_empty(stream):
+                            return True
                         raise TopicExistsError(
-                            f"stream '{stream}' already exists (not created by Fluvial?)"
+                            f"stream '{stream}' already exists and holds records that "
+                            "Fluvial did not write; choose another topic name or "
+                            "[aws] resource_prefix"
                         ) from exc
                     time.sleep(0.2)
                     continue
                 raise LogError(f"creating stream '{stream}': {exc} ({code})") from exc
+
+    def _is_empty(self, stream: str) -> bool:
+        """Whether no shard of an active stream holds a record."""
+        for shard in self._wait_active(stream):
+            it = call(
+                self._aws,
+                f"reading stream '{stream}'",
+                self._aws.kinesis.get_shard_iterator,
+                StreamName=stream,
+                ShardId=shard["ShardId"],
+                ShardIteratorType="TRIM_HORIZON",
+            )["ShardIterator"]
+            while it:
+                page = call(
+                    self._aws,
+                    f"reading stream '{stream}'",
+                    self._aws.kinesis.get_records,
+                    ShardIterator=it,
+                    Limit=1,
+                )
+                if page.get("Records"):
+                    return False
+                if int(page.get("MillisBehindLatest", 0)) == 0:
+                    break
+                it = page.get("NextShardIterator")
+        return True
 
     def _status(self, stream: str) -> str | None:
         try:
