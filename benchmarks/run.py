@@ -12,6 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BENCHMARKS = (
     "bench_log.py",
+    "log/bench_kinesis.py",
     "bench_collector.py",
     "bench_validate.py",
     "bench_generate.py",

@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args(argv)
 
-    from moto.server import ThreadedMotoServer
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        print("skipped: needs moto's server (pip install -e '.[dev]')")
+        return 0
 
     from fluvial.log.kinesis import KinesisLog
 
