@@ -13,7 +13,7 @@
 Offsets are Fluvial's own, dense per partition: each record carries its offset (assigned
 by the topic's single writer, recovered on takeover) and the writer epoch in its
 partition key; an index of sequence numbers every 1,000 offsets makes seeks cheap. The
-design, and why it is crash-safe, is in ``docs/adr/0007-kinesis-event-log.md``.
+design, and why it is crash-safe, is in ``docs/adr/0009-kinesis-event-log.md``.
 """
 
 from __future__ import annotations
