@@ -54,7 +54,8 @@ class Up:
 def up(tmp_path: Path) -> Iterator[Up]:
     project = Project.init(tmp_path / "shop")
     _, secret = KeyStore.for_project(project, reload_interval=0.0).create("web")
-    app = create_platform_app(Project(project.root), ui=False)
+    open_api = {"FLUVIAL_GOVERN__REQUIRE_AUTH": "false"}  # queries without an API key
+    app = create_platform_app(Project(project.root, env=open_api), ui=False)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -72,7 +73,8 @@ def test_rates_from_a_running_platform(up: Up) -> None:
     auth = {"Authorization": f"Bearer {up.secret}"}
 
     def traffic(_seconds: float) -> None:
-        """What happens between the two scrapes: 250 valid events, 10 invalid, 3 queries."""
+        """What happens between the two scrapes: 250 valid events, 10 invalid, 3 queries
+        and one that fails (not counted: it scans nothing)."""
         with httpx.Client(base_url=up.url, timeout=30) as client:
             for _ in range(5):
                 r = client.post("/v1/events", json=[event() for _ in range(50)], headers=auth)
@@ -82,7 +84,8 @@ def test_rates_from_a_running_platform(up: Up) -> None:
             )
             assert r.json()["rejected"] == 10
             for _ in range(3):
-                client.post("/api/sql", json={"sql": "SELECT 1 AS one"})
+                assert client.post("/api/sql", json={"sql": "SELECT 1 AS one"}).status_code == 200
+            assert client.post("/api/sql", json={"sql": "SELEC nonsense"}).status_code != 200
 
     with httpx.Client(base_url=up.url) as client:  # traffic before the first scrape is not counted
         client.post("/v1/events", json=[event() for _ in range(40)], headers=auth)

@@ -7,7 +7,8 @@ twice, *seconds* apart, and divides the differences by the time between them:
   ``fluvial_collector_events_rejected_total`` (dead letters are logged too);
 - bytes per event: ``fluvial_log_topic_bytes`` ÷ ``fluvial_log_topic_records`` of the
   events topic (what the log retains, as it stores it);
-- queries per day: ``fluvial_api_requests_total{route="/api/sql"}`` × 86,400;
+- queries per day: ``fluvial_api_requests_total{route="/api/sql",status="200"}`` × 86,400
+  (refused and failed queries scan nothing, and Athena bills them nothing);
 - store writes per second: ``fluvial_stream_rows_out`` of the pipelines that write the
   operational store (as named by the caller).
 
@@ -99,7 +100,7 @@ def rates(
     )
     records = _sum(b, "fluvial_log_topic_records", topic=events_topic)
     size = _sum(b, "fluvial_log_topic_bytes", topic=events_topic)
-    sql = delta("fluvial_api_requests_total", route="/api/sql")
+    sql = delta("fluvial_api_requests_total", route="/api/sql", status="200")
     stored = delta("fluvial_stream_rows_out", job=store_jobs) if store_jobs else 0.0
     return Measured(
         seconds=seconds,
