@@ -23,6 +23,7 @@ BENCHMARKS = (
     "lake/bench_query.py",
     "lake/bench_compact.py",
     "serve/bench_store.py",
+    "serve/bench_freshness.py",
     "batch/bench_reference.py",
     "bench_aws_sizes.py",
     "govern/bench_forget.py",
