@@ -44,14 +44,15 @@ import httpx
 import numpy as np
 import orjson
 
-ROOT = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):  # run as a script: make ``fluvial`` and ``benchmarks`` importable
-    sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from benchmarks.bench_collector import _event, _exchange, _free_port, _request
 from fluvial.collector.keys import KeyStore
 from fluvial.project import Project
 
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS_PER_BODY = 100
 TABLE = "freshness_probes"
 #: probe event ids: UUIDs (the collector requires them) with a prefix no random one has
@@ -269,9 +270,10 @@ def main() -> None:
             "FLUVIAL_GOVERN__REQUIRE_AUTH": "false",  # the benchmark reads /api unauthenticated
         }
         log = (Path(tmp) / "up.log").open("wb")
+        command = [sys.executable, "-m", "fluvial", "up", "--project", str(project.root)]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fluvial", "up", "--project", str(project.root)]
-            + ["--host", "127.0.0.1", "--port", str(port)],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
