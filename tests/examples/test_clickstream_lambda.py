@@ -154,6 +154,29 @@ def test_the_view_equals_a_full_batch_recomputation_apart_from_late_rows(built: 
             assert speed[key] == after[key], key
 
 
+def test_reconcile_before_the_next_batch_run_explains_every_difference(built: Built) -> None:
+    """Between two batch runs, the closed minutes differ by late page views (the batch
+    has them) and by page views that arrived after the batch run (the speed layer has
+    them): both are explained, nothing else differs."""
+    report = reconcile(built.project)
+    (metric,) = report.metrics
+    assert report.ok and metric.unexplained == 0, metric.as_dict()
+    assert metric.late > 0 and metric.status in ("late", "stale")
+    assert metric.drifted == metric.late + metric.after_batch
+    _, covered = _covered(built.project)
+    arrived = _reference(built.raw)  # the page views per minute and page, all events
+    then = _reference(covered)
+    for drift in metric.drift:
+        key = (datetime.fromisoformat(drift.period), drift.dimensions["url"])
+        if drift.cause == "after-batch":  # the raw zone has more of them now than then
+            assert arrived[key][0] > then.get(key, (0, 0))[0], drift
+            assert drift.speed is not None and drift.speed["views"] > (drift.batch or {}).get(
+                "views", 0
+            )
+        else:
+            assert drift.cause == "late" and _late_page_views(built.late)[key] > 0, drift
+
+
 def test_after_the_next_batch_run_the_view_includes_what_the_speed_layer_dropped(
     built: Built,
 ) -> None:

@@ -41,7 +41,7 @@ DEMO_ENV = {"FLUVIAL_LAKE__BUFFER_SECONDS": "2"}
 CATCH_UP_SECONDS = 90.0
 RECONCILE_COLUMNS = (
     *("metric", "status", "start", "end", "periods", "rows", "matching"),
-    *("late", "unexplained", "late_events"),
+    *("late", "after_batch", "unexplained", "late_events"),
 )
 
 SUMMARY_SQL = {

@@ -36,6 +36,7 @@ REPORT_COLUMNS = (
     "rows",
     "matching",
     "late",
+    "after_batch",
     "unexplained",
     "late_rows",
 )
