@@ -1,7 +1,8 @@
 """Two-input joins over micro-batches: window join, interval join and regular join.
 
 Each operator keeps its two sides' rows as Arrow tables and does the matching with one
-DuckDB join per micro-batch (never per row): the sides are registered as ``l`` and ``r``
+DuckDB join per micro-batch (never per row; inner joins materialize late — the condition
+runs over the columns it reads, then only matched rows are taken and projected): the sides are registered as ``l`` and ``r``
 and :class:`~fluvial.stream.plan.nodes.JoinSpec` carries the planned ``ON`` condition
 (over ``l."col"`` / ``r."col"``) and the output projection. The operators share the
 runtime's operator interface with a side argument: ``process(table, side, watermark)``
@@ -58,6 +59,7 @@ class _TwoSided:
         self.schemas: list[pa.Schema | None] = [None, None]
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
+        self._on_columns = _on_columns(spec.on_sql)
 
     def _bind(self, side: int, table: pa.Table) -> None:
         if self.schemas[side] is None:
@@ -72,6 +74,8 @@ class _TwoSided:
     def _join(self, left: pa.Table, right: pa.Table, how: str | None = None) -> pa.Table:
         """``left ⋈ right`` on the planned condition, projected to the output columns."""
         how = (how or self.spec.how).upper()
+        if how == "INNER" and self._on_columns is not None:
+            return self._inner_join(left, right, *self._on_columns)
         sql = f"SELECT {self.spec.select_sql} FROM l {how} JOIN r ON {self.spec.on_sql}"
         self._con.register("l", left)
         self._con.register("r", right)
@@ -83,6 +87,39 @@ class _TwoSided:
             self._con.unregister("l")
             self._con.unregister("r")
         return _ms(out)
+
+    def _inner_join(
+        self, left: pa.Table, right: pa.Table, lcols: list[str], rcols: list[str]
+    ) -> pa.Table:
+        """An inner join, materialized late: the ON condition runs over the columns it
+        reads and a row number (so the kept side's other columns — the bulk of a bid or a
+        person — are not scanned for every batch), then only the matched rows are taken
+        and projected side by side (``POSITIONAL JOIN``)."""
+        lkeys = left.select(lcols).append_column(_ROW, pa.array(np.arange(left.num_rows)))
+        rkeys = right.select(rcols).append_column(_ROW, pa.array(np.arange(right.num_rows)))
+        pairs = self._sql_pair(
+            f'SELECT l."{_ROW}" AS li, r."{_ROW}" AS ri FROM l INNER JOIN r ON {self.spec.on_sql}',
+            lkeys,
+            rkeys,
+        )
+        matched_l = left.take(pairs["li"])
+        matched_r = right.take(pairs["ri"])
+        return _ms(
+            self._sql_pair(
+                f"SELECT {self.spec.select_sql} FROM l POSITIONAL JOIN r", matched_l, matched_r
+            )
+        )
+
+    def _sql_pair(self, sql: str, left: pa.Table, right: pa.Table) -> pa.Table:
+        self._con.register("l", left)
+        self._con.register("r", right)
+        try:
+            return self._con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise PipelineError(f"join failed: {exc} (in {sql!r})") from exc
+        finally:
+            self._con.unregister("l")
+            self._con.unregister("r")
 
     def _empty(self, side: int) -> pa.Table:
         schema = self.schemas[side]
@@ -398,6 +435,28 @@ class RegularJoin(_TwoSided):
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
         self._next_id = int(meta.get("next_id", 0))
+
+
+_ROW = "__fluvial_row"
+
+
+def _on_columns(on_sql: str) -> tuple[list[str], list[str]] | None:
+    """The columns of ``l`` and of ``r`` the ON condition reads (None: not parseable, or
+    reading a column without its side: then joins scan every column)."""
+    import sqlglot
+
+    try:
+        tree = sqlglot.parse_one(on_sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return None
+    sides: dict[str, list[str]] = {"l": [], "r": []}
+    for col in tree.find_all(sqlglot.exp.Column):
+        names = sides.get(col.table)
+        if names is None:
+            return None
+        if col.name not in names:
+            names.append(col.name)
+    return sides["l"], sides["r"]
 
 
 def _tag(table: pa.Table, op: int) -> pa.Table:
