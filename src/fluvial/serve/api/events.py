@@ -25,7 +25,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from fluvial.serve.api.live import live_metrics, live_table_names
+from fluvial.serve.api.live import current_tables, live_metrics, live_table_names
 from fluvial.serve.api.routes import Svc
 from fluvial.serve.api.services import Services
 
@@ -46,7 +46,9 @@ def sse(event: str, data: str, event_id: int) -> bytes:
 def _snapshot(svc: Services) -> tuple[str, str]:
     api = svc.settings.api
     statuses = svc.pipelines()
-    metrics = live_metrics(svc.store, live_table_names(api.live_tables), api.live_rows, statuses)
+    names = live_table_names(api.live_tables)
+    physical = current_tables(svc.project, names)
+    metrics = live_metrics(svc.store, names, api.live_rows, statuses, physical)
     pipelines = json.dumps([s.model_dump(mode="json") for s in statuses], separators=(",", ":"))
     return metrics.model_dump_json(), pipelines
 

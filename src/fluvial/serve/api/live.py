@@ -3,11 +3,14 @@
 The tables are those ``[api] live_tables`` names (the example pipelines' results by
 default); those that do not exist yet are listed as ``missing``. Each table shows how
 many rows it holds and its newest rows by key (window tables are keyed by their window
-first, so these are the latest windows).
+first, so these are the latest windows). A name is the one the pipeline declares; after
+a Kappa switch (``fluvial stream replay``) its rows are read from the version readers
+use now (:func:`current_tables`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -17,9 +20,10 @@ from fluvial.serve.api.models import ColumnOut, LiveMetrics, LiveTable, Pipeline
 from fluvial.serve.api.values import column_types, to_rows
 
 if TYPE_CHECKING:
+    from fluvial.project import Project
     from fluvial.serve.store import Store
 
-__all__ = ["live_metrics", "live_table_names", "summarize"]
+__all__ = ["current_tables", "live_metrics", "live_table_names", "summarize"]
 
 
 def live_table_names(setting: str) -> list[str]:
@@ -29,6 +33,13 @@ def live_table_names(setting: str) -> list[str]:
     ['a', 'b']
     """
     return list(dict.fromkeys(n.strip() for n in setting.split(",") if n.strip()))
+
+
+def current_tables(project: Project, names: list[str]) -> dict[str, str]:
+    """Each declared store table name and the physical table of its current version."""
+    from fluvial.stream.versions import current_table
+
+    return {name: current_table(project, name, "store") for name in names}
 
 
 def summarize(statuses: list[PipelineStatus]) -> PipelineSummary:
@@ -47,24 +58,30 @@ def summarize(statuses: list[PipelineStatus]) -> PipelineSummary:
 
 
 def live_metrics(
-    store: Store, names: list[str], rows: int, statuses: list[PipelineStatus]
+    store: Store,
+    names: list[str],
+    rows: int,
+    statuses: list[PipelineStatus],
+    physical: Mapping[str, str] | None = None,
 ) -> LiveMetrics:
     """The dashboard's numbers now: each existing table in *names* with its newest *rows*
-    rows, and the pipelines' summary."""
+    rows, and the pipelines' summary. *physical* maps a name to the store table read for
+    it (its current version; by default the name itself)."""
     tables = []
     missing = []
     for name in names:
+        source = (physical or {}).get(name, name)
         try:
-            info = store.table(name)
+            info = store.table(source)
         except NotFoundError:
             missing.append(name)
             continue
-        newest = store.scan(name, reverse=True, limit=rows)
+        newest = store.scan(source, reverse=True, limit=rows)
         tables.append(
             LiveTable(
                 table=name,
                 key=list(info.key),
-                total_rows=store.count(name),
+                total_rows=store.count(source),
                 columns=[ColumnOut(**c) for c in column_types(newest)],
                 rows=to_rows(newest),
                 row_count=newest.num_rows,

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from fluvial.errors import NotFoundError, UsageError
 from fluvial.serve.api.auth import Caller
-from fluvial.serve.api.live import live_metrics, live_table_names
+from fluvial.serve.api.live import current_tables, live_metrics, live_table_names
 from fluvial.serve.api.models import (
     BatchRun,
     ColumnOut,
@@ -85,9 +85,9 @@ def metrics_live(svc: Svc) -> LiveMetrics:
     """The live dashboard's numbers: the configured store tables' newest rows, and the
     pipelines' totals."""
     api = svc.settings.api
-    return live_metrics(
-        svc.store, live_table_names(api.live_tables), api.live_rows, svc.pipelines()
-    )
+    names = live_table_names(api.live_tables)
+    physical = current_tables(svc.project, names)
+    return live_metrics(svc.store, names, api.live_rows, svc.pipelines(), physical)
 
 
 # -- the operational store ----------------------------------------------------------------------
