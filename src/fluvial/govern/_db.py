@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -120,28 +121,61 @@ def govern_dir(project: Project) -> Path:
     return path
 
 
+SCHEMA_VERSION = 1
+#: recently opened databases; an evicted one closes its connections once unreferenced
+_OPEN: OrderedDict[Path, GovernDb] = OrderedDict()
+_OPEN_LOCK = threading.Lock()
+_OPEN_MAX = 16
+
+
 class GovernDb:
-    """The SQLite file at *path*; :meth:`read` and :meth:`write` give connections."""
+    """The SQLite file at *path*; :meth:`read` and :meth:`write` give connections.
+
+    Use :meth:`at`: one instance per file and process, so every store opened on a project
+    (the API server opens one per request) shares its per-thread read connections.
+    """
+
+    @classmethod
+    def at(cls, path: Path) -> GovernDb:
+        """The process's instance for *path*."""
+        key = path.absolute()
+        with _OPEN_LOCK:
+            db = _OPEN.get(key)
+            if db is None:
+                db = _OPEN[key] = cls(key)
+                while len(_OPEN) > _OPEN_MAX:
+                    _OPEN.popitem(last=False)
+            _OPEN.move_to_end(key)
+            return db
 
     def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
-        self._ready = False
+        self._ready: int | None = None  # the inode whose schema is known to be current
         self._local = threading.local()
 
+    def _inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return None
+
     def _connect(self) -> sqlite3.Connection:
-        fresh = not self.path.exists()
-        if fresh:
+        if self._inode() is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        if not self._ready:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
-            self._ready = True
+        conn.execute("PRAGMA synchronous=NORMAL")  # per connection; WAL stays durable on crash
+        inode = self._inode()
+        if self._ready != inode:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+                )
+            self._ready = inode
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -150,12 +184,16 @@ class GovernDb:
         """A connection for reading (one snapshot per statement; sees every commit).
 
         Each thread keeps one open (a fresh connection costs a schema parse per query, which
-        is most of a policy lookup); a forked child opens its own.
+        is most of a policy lookup); a forked child, or a file replaced underneath, gets a
+        new one.
         """
         conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
+        stamp = (os.getpid(), self._inode())
+        if conn is None or self._local.stamp != stamp:
+            if conn is not None and self._local.stamp[0] == stamp[0]:
+                conn.close()
             conn = self._local.conn = self._connect()
-            self._local.pid = os.getpid()
+            self._local.stamp = (os.getpid(), self._inode())
         yield conn
 
     @contextmanager

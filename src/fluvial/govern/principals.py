@@ -390,5 +390,5 @@ def open_principals(project: Project) -> PrincipalStore:
     """The project's principals: ``<data_dir>/govern/policy.db``."""
     directory = govern_dir(project)
     return PrincipalStore(
-        GovernDb(directory / "policy.db"), open_audit(project), directory / ADMIN_KEY_FILE
+        GovernDb.at(directory / "policy.db"), open_audit(project), directory / ADMIN_KEY_FILE
     )
