@@ -52,7 +52,12 @@ CREATE TABLE last_events (
   event_id STRING, event_type STRING, user_id STRING, anonymous_id STRING,
   PRIMARY KEY (event_id) NOT ENFORCED
 ) WITH ('connector' = 'store', 'table' = 'last_events');
+CREATE TABLE page_views (
+  event_time TIMESTAMP(3), anonymous_id STRING, user_id STRING
+) WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
 INSERT INTO last_events SELECT event_id, event_type, user_id, anonymous_id FROM events;
+INSERT INTO page_views SELECT event_time, anonymous_id, user_id FROM events
+WHERE event_type = 'page_view';
 """
 
 
@@ -68,9 +73,9 @@ def build(root: Path, events: int, users: int) -> Project:
         Archiver(lake, log, settings=project.settings).run(until_idle=True)
     load_catalogue(project, exported_at=BUILT_AT)
     run(project, hooks=QualityHooks(project), now=BUILT_AT)
-    job = plan_text(PIPELINE, source="last_events.sql")
-    # the job's checkpoints live outside the data dir (see the module's notes in docs)
-    run_job(job, project=project, until_idle=True, checkpoint_dir=root.parent / "checkpoints")
+    sql = PIPELINE.replace("{out}", str(project.data_dir / "out" / "page_views"))
+    job = plan_text(sql, source="last_events.sql")
+    run_job(job, project=project, until_idle=True)  # checkpoints under the data dir
     return project
 
 
@@ -170,6 +175,13 @@ def decoded_values(path: Path) -> Iterator[str]:
         for pos, header in zip(scan.positions, scan.headers, strict=True):
             body = pa.py_buffer(raw[pos + 40 : pos + 40 + header.body_bytes])
             yield from _values(decode_body(body).to_pylist())
+    elif name.endswith(".arrow"):  # stream checkpoints: outboxes and operator state
+        try:
+            yield from _values(
+                pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all().to_pylist()
+            )
+        except pa.ArrowInvalid:
+            pass  # an operator's own layout: the raw bytes are grepped
     elif name.endswith(".avro"):
         con = duckdb.connect()
         try:
@@ -252,6 +264,15 @@ def test_forget_leaves_no_trace_and_keeps_everyone_else(project: Project) -> Non
     for name, before in store_before.items():
         assert store_after[name] == before - removed.get(("store", name), 0), name
     assert removed[("store", "last_events")] > 0
+    outboxes = [r for r in report.removals if r.place == "files" and r.detail == "checkpoint"]
+    sink_files = [r for r in report.removals if r.place == "files" and r.detail == "sink file"]
+    assert outboxes and sink_files
+    import pyarrow.json as pajson
+
+    parts = sorted((project.data_dir / "out" / "page_views").glob("part-*.json"))
+    views = pa.concat_tables([pajson.read_json(p) for p in parts])
+    views_before = pc.sum(pc.equal(events_before["event_type"], "page_view")).as_py()
+    assert views.num_rows == views_before - sum(r.rows for r in sink_files)
 
     events_after = log_events(project)
     assert events_after["_offset"].to_pylist() == events_before["_offset"].to_pylist()
@@ -298,6 +319,7 @@ def test_cli_forget_dry_run_and_json(project: Project, capsys: pytest.CaptureFix
     out = json.loads(capsys.readouterr().out)
     assert out["dry_run"] is True and out["totals"] == {
         "log": 0,
+        "files": 0,
         "lake": 0,
         "warehouse": 0,
         "store": 0,
@@ -321,3 +343,16 @@ def test_only_an_admin_may_forget(
     assert main(args) == 0  # local file access: the bootstrap admin
     (*_, last) = open_audit(project).records(kind="forget")
     assert last.principal == "root"
+
+
+def test_forget_refuses_a_kafka_log_unless_told_to_keep_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluvial.errors import UsageError
+
+    monkeypatch.setenv("FLUVIAL_LOG__BACKEND", "kafka")
+    monkeypatch.setenv("FLUVIAL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9")  # nothing listens
+    project = Project.init(tmp_path / "p")
+    with pytest.raises(UsageError, match=r"no per-record delete.*retention.*--keep-log"):
+        forget(project, "u100001")
+    assert not list(open_audit(project).records(kind="forget"))

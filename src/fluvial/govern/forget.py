@@ -10,13 +10,15 @@ keeps them from flowing back:
    back; the topics' writer locks are taken before anything else changes, and forget
    refuses while a collector is running. Kafka has no per-record delete: forget refuses
    unless told to leave the log to Kafka's retention or compaction (``keep_log``);
-2. **the lake** — every table of every zone (quarantine included): one Iceberg commit per
+2. **stream files** — checkpoints' outboxes and the ``filesystem`` sink's part files
+   (:mod:`fluvial.govern.erasure`); operator state that holds the user is reported;
+3. **the lake** — every table of every zone (quarantine included): one Iceberg commit per
    table deletes the rows (copy-on-write: files are rewritten without them) and carries the
    manifests forward, then every older snapshot is expired and unreferenced files removed,
    so no data file or manifest that held the rows remains;
-3. **the warehouse** — rows deleted, then the DuckDB file rewritten (copied into a new file
+4. **the warehouse** — rows deleted, then the DuckDB file rewritten (copied into a new file
    that replaces it) since DuckDB keeps freed blocks;
-4. **the operational store** — rows whose key or value holds an id, expired ones included,
+5. **the operational store** — rows whose key or value holds an id, expired ones included,
    then the backend reclaims the space (SQLite ``VACUUM``).
 
 The report counts rows per place and table and is written to the audit log as a
@@ -60,7 +62,7 @@ _CHUNK = 200_000
 class Removal:
     """Rows of the subject removed (or, in a dry run, found) in one table or topic."""
 
-    place: str  # lake | warehouse | store | log
+    place: str  # log | files | lake | warehouse | store
     name: str
     rows: int
     columns: tuple[str, ...] = ()
@@ -89,7 +91,7 @@ class ForgetReport:
 
     def totals(self) -> dict[str, int]:
         """Rows per place."""
-        out = {"log": 0, "lake": 0, "warehouse": 0, "store": 0}
+        out = {"log": 0, "files": 0, "lake": 0, "warehouse": 0, "store": 0}
         for r in self.removals:
             out[r.place] = out.get(r.place, 0) + r.rows
         return out
@@ -347,6 +349,41 @@ def _forget_store(
             report.removals.append(Removal("store", name, rows, (), store.name))
 
 
+def _forget_files(
+    project: Project, subject: Subject, report: ForgetReport, *, dry_run: bool
+) -> None:
+    import re
+
+    from fluvial.govern.erasure import forget_checkpoints, forget_sink_files
+
+    data_dir = project.data_dir
+    pattern = re.compile(subject.pattern.encode())
+    skip = (data_dir / "log", data_dir / "lake")
+    for kind, found in (
+        ("checkpoint", forget_checkpoints(data_dir, subject.mask, pattern, dry_run=dry_run)),
+        (
+            "sink file",
+            forget_sink_files(data_dir, subject.mask, pattern, skip=skip, dry_run=dry_run),
+        ),
+    ):
+        for path, rows in found.rows.items():
+            name = str(Path(path).relative_to(data_dir))
+            report.removals.append(Removal("files", name, rows, (), kind))
+        for path in found.removed:
+            name = str(Path(path).relative_to(data_dir))
+            report.removals.append(Removal("files", name, 0, (), "older checkpoint removed"))
+        for path in found.untouched:
+            name = str(Path(path).relative_to(data_dir))
+            report.notes.append(
+                f"{name} holds the user but cannot be edited ({kind}): "
+                + (
+                    "reset the stream job (remove its checkpoints) to forget its state"
+                    if kind == "checkpoint"
+                    else "remove or rewrite the file"
+                )
+            )
+
+
 # ---------------------------------------------------------------- forget
 
 
@@ -395,6 +432,8 @@ def forget(
                 )
             _forget_log(log, subject, report, dry_run=dry_run, locked=True)
             lap = report.lap("log", lap)
+            _forget_files(project, subject, report, dry_run=dry_run)
+            lap = report.lap("files", lap)
         finally:
             for lock in locks:
                 lock.release()
