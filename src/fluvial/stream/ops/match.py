@@ -487,11 +487,14 @@ class MatchRecognizeOperator:
         text_arr[np.arange(n) + part_of_row + 1] = points
         text = text_arr.tobytes().decode("utf-32-le")
         full, prefix, groups = self._compile()
-        ends = [*starts[1:], n]
-        seg_end = [e + p + 1 for p, e in enumerate(ends)]
-        out_rows: list[np.ndarray] = []
-        out_match: list[np.ndarray] = []
-        out_var: list[np.ndarray] = []
+        ends = np.asarray([*starts[1:], n], dtype=np.int64)
+        seg_end = ends + np.arange(len(ends), dtype=np.int64) + 1
+        # each matched group's rows as (first row, end row, variable, match number); the
+        # rows themselves are expanded once, vectorized, after the scan
+        g_first: list[int] = []
+        g_end: list[int] = []
+        g_var: list[int] = []
+        g_match: list[int] = []
         tails: dict[int, int] = {}
         var_of_item = [self.vars.index(it.var) for it in self.items]
         n_matches = 0
@@ -512,7 +515,7 @@ class MatchRecognizeOperator:
                 part = _segment(seg_end, a.start())
                 row = a.start() - part - 1
                 tails[part] = row
-                pos = seg_end[part] + 1
+                pos = int(seg_end[part]) + 1
                 continue
             if m is None:
                 break
@@ -528,20 +531,15 @@ class MatchRecognizeOperator:
                 if s < 0 or e <= s:
                     continue
                 item = groups[g - 1]
-                out_rows.append(np.arange(s - part - 1, e - part - 1, dtype=np.int64))
-                out_var.append(np.full(e - s, var_of_item[item], dtype=np.int32))
-                out_match.append(np.full(e - s, n_matches, dtype=np.int64))
+                g_first.append(s - part - 1)
+                g_end.append(e - part - 1)
+                g_var.append(var_of_item[item])
+                g_match.append(n_matches)
                 spans.setdefault(self.items[item].var, []).extend(range(s - part - 1, e - part - 1))
             n_matches += 1
             nxt = self._skip(first, last + 1, functools.partial(_spans_of, spans))
             pos = nxt + part + 1
-        if not out_rows:
-            empty = np.zeros(0, dtype=np.int64)
-            return (empty, empty, empty.astype(np.int32)), tails
-        return (
-            (np.concatenate(out_rows), np.concatenate(out_match), np.concatenate(out_var)),
-            tails,
-        )
+        return _expand_groups(g_first, g_end, g_var, g_match), tails
 
     # -- backtracking matcher -----------------------------------------------------------------
 
@@ -693,9 +691,28 @@ def _rows_of(start: int, labels: list[str], var: str) -> list[int]:
     return [start + k for k, x in enumerate(labels) if x == var]
 
 
-def _segment(seg_end: list[int], position: int) -> int:
+def _segment(seg_end: np.ndarray, position: int) -> int:
     """The partition of a text position (``seg_end[p]`` is partition p's separator)."""
-    return int(np.searchsorted(np.asarray(seg_end), position, side="left"))
+    return int(seg_end.searchsorted(position, side="left"))
+
+
+def _expand_groups(
+    first: list[int], end: list[int], var: list[int], match: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row of every matched group: (row, match number, variable), in group order.
+
+    >>> rows, matches, variables = _expand_groups([3, 7], [5, 8], [0, 1], [0, 0])
+    >>> rows.tolist(), matches.tolist(), variables.tolist()
+    ([3, 4, 7], [0, 0, 0], [0, 0, 1])
+    """
+    lo = np.asarray(first, dtype=np.int64)
+    lengths = np.asarray(end, dtype=np.int64) - lo
+    total = int(lengths.sum()) if len(lengths) else 0
+    group_start = np.cumsum(lengths) - lengths  # where each group's rows begin in the output
+    rows = np.repeat(lo - group_start, lengths) + np.arange(total, dtype=np.int64)
+    matches = np.repeat(np.asarray(match, dtype=np.int64), lengths)
+    variables = np.repeat(np.asarray(var, dtype=np.int32), lengths)
+    return rows, matches, variables
 
 
 def _partition_starts(rows: pa.Table, keys: Sequence[str]) -> list[int]:
