@@ -97,10 +97,14 @@ def test_policy_commands_end_to_end(
     )
     assert "column 1" in run(capsys, "tags", "grant", "=x", "SELECT", "TO", "bob", *p, code=2)
 
-    actions = [r.data["action"] for r in open_audit(governed).records(kind="policy")]
-    assert actions == [
-        "grant", "grant", "tag", "tag", "grant_on_tags", "set_filter", "set_mask", "grant",
-        "revoke", "revoke_on_tags", "drop_filter", "drop_mask", "untag",
+    records = list(open_audit(governed).records(kind="policy"))
+    assert [(r.data["action"], r.data.get("decision", "allow")) for r in records] == [
+        ("grant", "allow"), ("grant", "allow"), ("tag", "allow"), ("tag", "allow"),
+        ("grant_on_tags", "allow"), ("set_filter", "allow"), ("set_mask", "allow"),
+        ("grant", "allow"), ("grant", "deny"), ("drop_mask", "deny"), ("revoke", "allow"),
+        ("revoke_on_tags", "allow"), ("drop_filter", "allow"), ("drop_mask", "allow"),
+        ("untag", "allow"),
     ]  # fmt: skip
+    assert "bob may not grant DROP" in records[8].data["reason"]
     by = {r.principal for r in open_audit(governed).records(kind="policy")}
     assert by == {"root", "bob"}

@@ -64,6 +64,7 @@ def test_principals_roles_and_keys(
         ("principal", None, "create"),  # the bootstrap admin, by fluvial init
         ("principal", "root", "create_role"),
         ("principal", "root", "create"),
+        ("principal", "bob", "creating a principal"),  # refused: bob is no admin
         ("auth_failure", None, None),  # fvk_nope on roles create
         ("principal", "root", "new_key"),
         ("principal", "root", "disable"),
@@ -74,7 +75,7 @@ def test_principals_roles_and_keys(
     )
     assert [
         r["seq"] for r in run(capsys, "audit", "--principal", "root", "--last", "2", *p, "--json")
-    ] == [5, 6]
+    ] == [6, 7]
     assert run(capsys, "audit", "--since", "2999-01-01", *p, "--json") == []
     run(capsys, "audit", "--kind", "nope", *p, code=2)
 

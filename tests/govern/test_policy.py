@@ -227,6 +227,21 @@ def test_grant_option_is_enforced(policy: PolicyStore) -> None:
         policy.access(carol, T, COLUMNS)
     policy.revoke(["SELECT", "DESCRIBE"], on=T, from_="bob", grant_option_only=True)
     assert policy.grantable(bob, T) == set() and policy.privileges(bob, T) >= {"SELECT"}
+    with pytest.raises(PermissionDeniedError, match="bob may not revoke SELECT"):
+        policy.revoke("SELECT", on=T, from_="bob", by=bob)
+    denied = [
+        (r.principal, r.data["action"])
+        for r in policy.audit.records(kind="policy")
+        if r.data.get("decision") == "deny"
+    ]
+    assert denied == [
+        ("bob", "grant"),
+        ("bob", "grant"),
+        ("carol", "grant"),
+        ("bob", "tag"),
+        ("bob", "set_mask"),
+        ("bob", "revoke"),
+    ]
 
 
 def test_grants_listing_names_grantee_kinds(policy: PolicyStore) -> None:

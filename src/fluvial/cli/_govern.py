@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from fluvial.errors import PermissionDeniedError
+from fluvial.govern.audit import AuditLog
 from fluvial.govern.model import Principal
 from fluvial.govern.principals import PrincipalStore, open_principals
 from fluvial.project import Project
@@ -29,9 +30,15 @@ def acting(project: Project, store: PrincipalStore | None = None) -> Principal:
     return store.local_admin()
 
 
-def require_admin(principal: Principal, action: str) -> None:
-    """Raise PermissionDeniedError unless *principal* holds the admin role."""
+def require_admin(principal: Principal, action: str, audit: AuditLog | None = None) -> None:
+    """Raise PermissionDeniedError unless *principal* holds the admin role (with *audit*,
+    the refusal is recorded first, as a ``principal`` record)."""
     if not principal.admin:
-        raise PermissionDeniedError(
+        error = PermissionDeniedError(
             f"{action} needs the admin role, which {principal.name} does not hold"
         )
+        if audit is not None:
+            audit.append(
+                "principal", principal.name, action=action, decision="deny", reason=str(error)
+            )
+        raise error

@@ -23,7 +23,7 @@ def _admin_store(project_dir: Path, action: str) -> tuple[PrincipalStore, str]:
     project = open_project(project_dir)
     store = open_principals(project)
     actor = acting(project, store)
-    require_admin(actor, action)
+    require_admin(actor, action, store.audit)
     return store, actor.name
 
 

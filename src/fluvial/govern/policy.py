@@ -300,10 +300,16 @@ class PolicyStore:
     def _record(self, by: Principal | None, action: str, **data: object) -> None:
         self.audit.append("policy", _actor(by), action=action, **data)
 
-    def _require_admin(self, by: Principal | None, action: str) -> None:
+    def _deny(self, by: Principal, action: str, message: str) -> PermissionDeniedError:
+        """A refused change: audited (as CloudTrail logs AccessDenied), then raised."""
+        error = PermissionDeniedError(message)
+        self.audit.append("policy", by.name, action=action, decision="deny", reason=str(error))
+        return error
+
+    def _require_admin(self, by: Principal | None, action: str, doing: str) -> None:
         if by is not None and not by.admin:
-            raise PermissionDeniedError(
-                f"{action} needs the admin role, which {by.name} does not hold"
+            raise self._deny(
+                by, action, f"{doing} needs the admin role, which {by.name} does not hold"
             )
 
     @staticmethod
@@ -387,16 +393,22 @@ class PolicyStore:
             )
 
     def _may_grant(
-        self, by: Principal | None, privileges: Sequence[str], refs: Sequence[ObjectRef]
+        self,
+        by: Principal | None,
+        privileges: Sequence[str],
+        refs: Sequence[ObjectRef],
+        action: str = "grant",
     ) -> None:
         if by is None or by.admin:
             return
         for ref in refs:
             missing = [p for p in privileges if p not in self._held(by, ref, with_option=True)]
             if missing:
-                raise PermissionDeniedError(
-                    f"{by.name} may not grant {', '.join(missing)} on {ref}: it needs them "
-                    "with grant option"
+                raise self._deny(
+                    by,
+                    action,
+                    f"{by.name} may not {action} {', '.join(missing)} on {ref}: it needs "
+                    "them with grant option",
                 )
 
     # -- grants ----------------------------------------------------------------------------
@@ -484,7 +496,7 @@ class PolicyStore:
         """
         privs = _privileges(privileges)
         refs = self._targets(on, columns, table_columns)
-        self._may_grant(by, privs, refs)
+        self._may_grant(by, privs, refs, "revoke")
         changed = 0
         with self.db.write() as conn:
             for ref in refs:
@@ -559,7 +571,7 @@ class PolicyStore:
 
         A column must exist: *table_columns* are the table's (read from the lake when omitted).
         """
-        self._require_admin(by, "tagging")
+        self._require_admin(by, "tag", "tagging")
         ref = self._object(f"{table}.{column}" if column else table, table_columns)
         for what, text in (("key", key), ("value", value)):
             if not text or any(c in text for c in "=!(),*'\n") or text.strip() != text:
@@ -578,7 +590,7 @@ class PolicyStore:
         self, table: str, column: str | None = None, *, key: str, by: Principal | None = None
     ) -> None:
         """Remove tag *key* from an object. Raises NotFoundError if it has none."""
-        self._require_admin(by, "untagging")
+        self._require_admin(by, "untag", "untagging")
         ref = ObjectRef.parse(f"{table}.{column}" if column else table)
         with self.db.write() as conn:
             gone = conn.execute(
@@ -611,7 +623,7 @@ class PolicyStore:
         by: Principal | None = None,
     ) -> builtins.list[TagGrant]:
         """Grant *privileges* on every object whose tags match *expression* (now and later)."""
-        self._require_admin(by, "granting on tags")
+        self._require_admin(by, "grant_on_tags", "granting on tags")
         canonical = str(TagExpression.parse(expression))
         privs = _privileges(privileges)
         self.principals.kind_of(to)
@@ -646,7 +658,7 @@ class PolicyStore:
         by: Principal | None = None,
     ) -> int:
         """Revoke a tag grant; returns how many privileges were revoked."""
-        self._require_admin(by, "revoking on tags")
+        self._require_admin(by, "revoke_on_tags", "revoking on tags")
         canonical = str(TagExpression.parse(expression))
         privs = _privileges(privileges)
         with self.db.write() as conn:
@@ -702,7 +714,7 @@ class PolicyStore:
                 aggregate; both include and exclude; nothing to filter.
             NotFoundError: an unknown table, column, principal or role.
         """
-        self._require_admin(by, "setting a row filter")
+        self._require_admin(by, "set_filter", "setting a row filter")
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"a filter name is letters, digits, '_' and '-'; found {name!r}")
         ref = self._table(table)
@@ -750,7 +762,7 @@ class PolicyStore:
 
     def drop_filter(self, name: str, *, by: Principal | None = None) -> None:
         """Drop data filter *name*. Raises NotFoundError (with a suggestion)."""
-        self._require_admin(by, "dropping a row filter")
+        self._require_admin(by, "drop_filter", "dropping a row filter")
         with self.db.write() as conn:
             gone = conn.execute("DELETE FROM filters WHERE name = ?", (name,)).rowcount
         if not gone:
@@ -789,7 +801,7 @@ class PolicyStore:
         by: Principal | None = None,
     ) -> ColumnMask:
         """Show *column* of *table* to *role* through *mask* (replacing its earlier mask)."""
-        self._require_admin(by, "setting a mask")
+        self._require_admin(by, "set_mask", "setting a mask")
         if mask.kind not in MASK_KINDS:
             raise UsageError(f"a mask is one of {', '.join(MASK_KINDS)}; found {mask.kind!r}")
         if mask.keep_last < 0:
@@ -818,7 +830,7 @@ class PolicyStore:
 
     def drop_mask(self, role: str, table: str, column: str, *, by: Principal | None = None) -> None:
         """Drop *role*'s mask on a column. Raises NotFoundError if there is none."""
-        self._require_admin(by, "dropping a mask")
+        self._require_admin(by, "drop_mask", "dropping a mask")
         ref = ObjectRef.parse(f"{table}.{column}")
         with self.db.write() as conn:
             gone = conn.execute(
