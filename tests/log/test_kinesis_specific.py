@@ -228,6 +228,40 @@ def test_records_that_keep_failing_raise_and_are_not_visible(klog: KinesisLog) -
     assert seqs(klog, "stuck") == [0, 1, 2, 100, 101, 102]
 
 
+# -- the offset index ---------------------------------------------------------------------
+
+
+def test_seeks_start_at_the_index_entry_before_the_offset(
+    aws_endpoint: str, prefix: str, klog: KinesisLog
+) -> None:
+    klog.create_topic("long", 1)
+    for start in range(0, 5000, 1000):
+        klog.append("long", rows(1000, start=start), partition=0)
+    with make_kinesis_log(aws_endpoint, prefix=prefix) as fresh:
+        kinesis = fresh._aws.kinesis
+        real = kinesis.get_records
+        fetched: list[int] = []
+
+        def counting(**kwargs: Any) -> Any:
+            out = real(**kwargs)
+            fetched.append(len(out["Records"]))
+            return out
+
+        kinesis.get_records = counting
+        out = fresh.read("long", 0, 4321, 5)
+        assert out.column("seq").to_pylist() == [4321, 4322, 4323, 4324, 4325]
+        assert sum(fetched) <= 1000  # from the entry at 4000, not from offset 0
+        fetched.clear()
+        stamps = klog.read("long", 0, 0, 5000).column("_timestamp")
+        probe = stamps[3000].value  # the first row of the fourth append
+        expected = next(
+            i for i, ts in enumerate(stamps.to_pylist()) if ts.timestamp() * 1000 >= probe
+        )
+        assert fresh.offset_for_time("long", 0, probe) == expected
+        assert sum(fetched) <= 3000  # from the last entry stamped before the probe (2000)
+        kinesis.get_records = real
+
+
 # -- crashes and takeovers ----------------------------------------------------------------
 
 

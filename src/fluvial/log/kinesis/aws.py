@@ -42,6 +42,10 @@ def _session(boto3: Any, profile: str, region: str) -> Any:
         session = _sessions.get((profile, region))
         if session is None:
             session = boto3.session.Session(profile_name=profile or None, region_name=region)
+            # timestamps stay strings: parsing GetRecords' arrival time of every record
+            # (which Fluvial does not use) costs more than decoding the row itself
+            parsers = session._session.get_component("response_parser_factory")
+            parsers.set_parser_defaults(timestamp_parser=str)
             _sessions[profile, region] = session
         return session
 
