@@ -378,6 +378,47 @@ def test_an_empty_stream_declared_elsewhere_is_adopted(klog: KinesisLog, prefix:
     assert "foreign" not in [t.name for t in klog.list_topics()]
 
 
+# -- IAM --------------------------------------------------------------------------------
+
+
+def _record_calls(log: KinesisLog, into: set[str]) -> None:
+    for client, service in ((log._aws.kinesis, "kinesis"), (log._aws.dynamodb, "dynamodb")):
+
+        def seen(model: Any, service: str = service, **_: Any) -> None:
+            into.add(f"{service}:{model.name}")
+
+        client.meta.events.register("before-call", seen)
+
+
+def test_every_call_is_in_the_permissions_of_its_role(aws_endpoint: str, prefix: str) -> None:
+    from fluvial.log.kinesis.permissions import actions
+
+    roles = {"admin": "admin", "writer": "writer", "other writer": "writer", "reader": "reader"}
+    calls: dict[str, set[str]] = {name: set() for name in roles}
+    logs = {name: make_kinesis_log(aws_endpoint, prefix=prefix) for name in roles}
+    for name, log in logs.items():
+        _record_calls(log, calls[name])
+    logs["admin"].create_topic("t", 2)
+    for writer in ("writer", "other writer", "writer"):  # takeovers in between
+        logs[writer].append("t", rows(1200), key="body")
+    reader = logs["reader"]
+    reader.read("t", 0, 0, 10)
+    reader.offset_for_time("t", 1, 0)
+    consumer = reader.consumer("t", group="g")
+    consumer.poll(timeout=1)
+    consumer.commit()
+    reader.list_groups()
+    reader.list_topics()
+    logs["admin"].delete_topic("t")
+    for name, log in logs.items():
+        log.close()
+        missing = calls[name] - actions(roles[name])
+        assert not missing, f"{name} called {sorted(missing)} without permission"
+    assert (
+        "kinesis:PutRecords" in calls["writer"] and "dynamodb:TransactWriteItems" in calls["writer"]
+    )
+
+
 # -- settings and the CLI -----------------------------------------------------------------
 
 
