@@ -11,7 +11,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["ROLES", "STREAM_ACTIONS", "TABLE_ACTIONS", "actions"]
+__all__ = ["CALLS", "ROLES", "STREAM_ACTIONS", "TABLE_ACTIONS", "actions"]
 
 ROLES = ("reader", "writer", "admin")
 
@@ -33,12 +33,8 @@ STREAM_ACTIONS: dict[str, tuple[str, ...]] = {
 #: role -> actions on the bookkeeping table
 TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "reader": (*_TABLE_READ, "dynamodb:UpdateItem"),  # consumer-group offsets
-    "writer": (
-        *_TABLE_READ,
-        "dynamodb:PutItem",
-        "dynamodb:TransactWriteItems",
-        "dynamodb:UpdateItem",
-    ),
+    # TransactWriteItems has no IAM action of its own: its Put and Update need these
+    "writer": (*_TABLE_READ, "dynamodb:PutItem", "dynamodb:UpdateItem"),
     "admin": (
         *_TABLE_READ,
         "dynamodb:BatchWriteItem",
@@ -47,6 +43,12 @@ TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     ),
+}
+
+
+#: API calls whose IAM actions are not their own name: the actions they need
+CALLS: dict[str, tuple[str, ...]] = {
+    "dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
 }
 
 
