@@ -37,3 +37,23 @@ def test_concurrent_writers(tmp_path: Path) -> None:
     assert len(records) == 1 + 2 * WORKERS * EACH  # the role, then a create and a grant each
     assert [r.seq for r in records] == list(range(1, len(records) + 1))
     assert open_audit(project).verify().ok
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    project = Project.init(tmp_path / "p")
+    policy = open_policy(project)
+    _, secret = policy.principals.create("ann")
+    assert policy.principals.authenticate(secret).name == "ann"  # the parent's connection
+    ctx = mp.get_context("fork")
+    child = ctx.Process(target=_authenticate_and_create, args=(str(project.root), secret))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert policy.principals.get("made-in-child").name == "made-in-child"
+    assert policy.principals.authenticate(secret).name == "ann"
+
+
+def _authenticate_and_create(root: str, secret: str) -> None:
+    policy = open_policy(Project(root))
+    assert policy.principals.authenticate(secret).name == "ann"
+    policy.principals.create("made-in-child")

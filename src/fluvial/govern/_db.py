@@ -126,6 +126,8 @@ SCHEMA_VERSION = 1
 _OPEN: OrderedDict[Path, GovernDb] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 _OPEN_MAX = 16
+#: connections a forked child inherited: SQLite must not close them in the child
+_INHERITED: list[sqlite3.Connection] = []
 
 
 class GovernDb:
@@ -192,6 +194,8 @@ class GovernDb:
         if conn is None or self._local.stamp != stamp:
             if conn is not None and self._local.stamp[0] == stamp[0]:
                 conn.close()
+            elif conn is not None:  # inherited through fork: never closed (nor used) here
+                _INHERITED.append(conn)
             conn = self._local.conn = self._connect()
             self._local.stamp = (os.getpid(), self._inode())
         yield conn
