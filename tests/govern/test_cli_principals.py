@@ -87,6 +87,7 @@ def test_audit_verify_names_the_tampered_record(
     run(capsys, "roles", "create", "analyst", *p)
     run(capsys, "roles", "create", "auditor", *p)
     assert run(capsys, "audit", "verify", *p, "--json")["ok"] is True
+    assert run(capsys, "audit", *p, "verify", "--json")["records"] == 3  # -p before verify
     log = open_audit(Project(root))
     lines = log.path.read_bytes().splitlines(keepends=True)
     record = orjson.loads(lines[1])

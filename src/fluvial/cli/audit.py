@@ -71,6 +71,7 @@ def show(
 ) -> None:
     """Show audit records, oldest first (``fluvial audit verify`` checks the chain)."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = project_dir  # `fluvial audit -p DIR verify` means that project too
         return
     if kind is not None and kind not in AUDIT_KINDS:
         raise UsageError(f"--kind is one of {', '.join(AUDIT_KINDS)}; found {kind!r}")
@@ -100,8 +101,12 @@ def show(
 
 
 @app.command("verify")
-def verify(project_dir: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+def verify(
+    ctx: typer.Context, project_dir: ProjectOpt = Path("."), as_json: JsonOpt = False
+) -> None:
     """Recompute the hash chain; exit 1 and name the record when the log was tampered with."""
+    if project_dir == Path(".") and isinstance(ctx.obj, Path):
+        project_dir = ctx.obj
     result = open_audit(open_project(project_dir)).verify()
     if as_json:
         print_json(

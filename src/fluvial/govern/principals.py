@@ -156,7 +156,7 @@ class PrincipalStore:
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT key_id, prefix, created_at, revoked_at FROM api_keys "
-                "WHERE principal = ? ORDER BY created_at, key_id",
+                "WHERE principal = ? ORDER BY rowid",
                 (name,),
             ).fetchall()
         return [dict(r) for r in rows]
