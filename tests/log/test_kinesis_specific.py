@@ -297,6 +297,56 @@ def test_a_writer_killed_before_acknowledging(aws_endpoint: str, prefix: str) ->
     first.close()
 
 
+_KILLED_WRITER = """
+import os, signal, sys
+import pyarrow as pa
+sys.path.insert(0, {tests!r})
+from log.kinesis_server import make_kinesis_log
+log = make_kinesis_log({endpoint!r}, prefix={prefix!r})
+log.create_topic("t", 1)
+log.append("t", pa.table({{"seq": list(range(10)), "body": [""] * 10}}), partition=0)
+kinesis = log._aws.kinesis
+real = kinesis.put_records
+calls = []
+def put_records(**kwargs):
+    out = real(**kwargs)
+    calls.append(1)
+    if len(calls) == {kill_after_calls}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+kinesis.put_records = put_records
+log._catalog.acknowledge = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+log.append("t", pa.table({{"seq": list(range(10, 1210)), "body": [""] * 1200}}), partition=0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kill_after_calls", "taken_in"),
+    [(3, 1200), (2, 1000)],  # after all three PutRecords calls; between the 2nd and the 3rd
+)
+def test_a_writer_process_killed_mid_append(
+    aws_endpoint: str, prefix: str, kill_after_calls: int, taken_in: int
+) -> None:
+    """A real SIGKILL between PutRecords calls or before the DynamoDB acknowledgement."""
+    import signal
+    import subprocess
+    import sys
+
+    script = _KILLED_WRITER.format(
+        tests=str(Path(__file__).parents[1]),
+        endpoint=aws_endpoint,
+        prefix=prefix,
+        kill_after_calls=kill_after_calls,
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    with make_kinesis_log(aws_endpoint, prefix=prefix) as log:
+        assert seqs(log, "t") == list(range(10))  # nothing unacknowledged is visible
+        result = log.append("t", rows(3, start=5000), partition=0)
+        assert result.ranges == ((0, 10 + taken_in, 3),)
+        assert seqs(log, "t") == [*range(10 + taken_in), 5000, 5001, 5002]
+
+
 def test_a_writer_killed_with_a_gap_leaves_rows_behind_the_fence(
     aws_endpoint: str, prefix: str
 ) -> None:
