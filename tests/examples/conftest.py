@@ -23,10 +23,13 @@ from fluvial.lake import Archiver, open_lake
 from fluvial.project import Project
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-FIRST_RUN = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
-SECOND_RUN = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
-#: product id -> new price, exported between the two runs
-PRICE_CHANGES = {"P10000": "9.99", "P10061": "1234.50", "P10700": "0.49"}
+#: the runs' times (each run sees the catalogue exported then); the events span 2026-01-01
+#: to 01-16, so orders fall before the first run, between the runs and after the second
+FIRST_RUN = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+SECOND_RUN = datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+#: product id -> new price, exported between the two runs (P10420 is ordered on both
+#: sides of the change, P10000 before it)
+PRICE_CHANGES = {"P10000": "9.99", "P10061": "1234.50", "P10700": "0.49", "P10420": "55.00"}
 #: lines of the first delivery the tracker sends again in the second (late retries)
 RESENT = 25
 

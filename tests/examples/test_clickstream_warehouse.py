@@ -479,6 +479,47 @@ def test_dim_products_scd2_after_a_price_change(db: duckdb.DuckDBPyConnection) -
             assert history == [(list_price[pid], one, None, True)]
 
 
+def test_order_lines_carry_the_list_price_valid_at_order_time(
+    db: duckdb.DuckDBPyConnection, expected: Expected
+) -> None:
+    shop = cat.shop_catalog()
+    first_export = {
+        pid: Decimal(int(c)).scaleb(-2)
+        for pid, c in zip(shop.products, shop.product_price_cents, strict=True)
+    }
+    second_export = {**first_export, **{p: Decimal(v) for p, v in PRICE_CHANGES.items()}}
+
+    def price_at(pid: str, ms: int) -> Decimal:
+        # the export seen by the latest run at or before the order; before the first
+        # run, the first export (the earliest price known)
+        return (second_export if ms >= _ms(SECOND_RUN) else first_export)[pid]
+
+    want = {
+        (e.doc["properties"]["order_id"], line): price_at(item["product_id"], e.time_ms)
+        for e in expected.orders
+        for line, item in enumerate(e.doc["properties"]["items"], start=1)
+    }
+    got = {
+        (order_id, line): price
+        for order_id, line, price in _rows(
+            db, "SELECT order_id, line, list_price FROM curated.fact_order_items"
+        )
+    }
+    assert got == want
+    # the catalogue's current price differs on some lines (before and after the change)
+    changed = [k for k, price in want.items() if price != second_export[_product(expected, k)]]
+    after = [k for k in want if _product(expected, k) in PRICE_CHANGES and k not in changed]
+    assert changed and after
+
+
+def _product(expected: Expected, key: tuple[str, int]) -> str:
+    order_id, line = key
+    for e in expected.orders:
+        if e.doc["properties"]["order_id"] == order_id:
+            return str(e.doc["properties"]["items"][line - 1]["product_id"])
+    raise KeyError(order_id)
+
+
 def test_dimensions_cover_the_facts(db: duckdb.DuckDBPyConnection, expected: Expected) -> None:
     orphans = _rows(
         db,

@@ -7,7 +7,7 @@ tags: [clickstream]
 columns:
   line: {description: The line's position in the order, from 1.}
   unit_price: {description: The price paid per unit (from the purchase event).}
-  list_price: {description: "The catalogue's current list price (dim_products, current version)."}
+  list_price: {description: "The catalogue's list price when the order was placed: the dim_products version valid at ordered_at (valid_from <= ordered_at < valid_to, the current version's valid_to being null); an order older than a product's first version gets that first version, the earliest price known."}
 ---*/
 WITH lines AS (
     SELECT
@@ -24,6 +24,13 @@ WITH lines AS (
         FROM refined.events
         WHERE event_type = 'purchase' AND NOT is_bot
     ) AS e
+),
+product_versions AS (
+    SELECT
+        *,
+        -- the first version also covers the time before the catalogue was first exported
+        valid_from = min(valid_from) OVER (PARTITION BY product_id) AS is_first
+    FROM curated.dim_products
 )
 SELECT
     l.order_id,
@@ -41,4 +48,7 @@ SELECT
     p.category
 FROM lines AS l
 JOIN curated.fact_orders AS o USING (order_id)
-LEFT JOIN curated.dim_products AS p ON p.product_id = l.item.product_id AND p.is_current
+LEFT JOIN product_versions AS p
+    ON p.product_id = l.item.product_id
+    AND (o.ordered_at >= p.valid_from OR p.is_first)
+    AND (p.valid_to IS NULL OR o.ordered_at < p.valid_to)
