@@ -27,7 +27,7 @@ def test_durations_are_seconds_or_flink_durations() -> None:
     ("fields", "words"),
     [
         ({"threshold": None}, "needs a 'threshold'"),
-        ({"table": "t"}, "either a 'metric' or a store 'table'"),
+        ({"table": "t"}, "one of a 'metric', a store 'table' or a model's 'freshness'"),
         ({"metric": "lag_secs"}, "did you mean 'lag_seconds'"),
         ({"kind": "change"}, "needs a 'window'"),
         ({"kind": "absence", "threshold": None}, "needs a 'window'"),

@@ -4,6 +4,10 @@ The rules file (``[alerts] rules_file``) is the project's, under version control
 API does not rewrite it: rules created through the API are kept in the alert database,
 and the API refuses to change or delete a file's rule (edit the file instead). Names are
 unique across both.
+
+Every batch model with a ``freshness`` SLA adds its rules too (origin ``sla``, see
+:func:`fluvial.serve.alerts.rules.freshness_rules`); a file or API rule of the same name
+takes its place, and the SLA itself is changed in the model.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fluvial.errors import ConfigError, NotFoundError, UsageError, did_you_mean
-from fluvial.serve.alerts.rules import AlertRule, load_rules_file, parse_rules, validate_rule
+from fluvial.serve.alerts.rules import (
+    AlertRule,
+    freshness_rules,
+    load_freshness_defaults,
+    load_rules_file,
+    parse_rules,
+    validate_rule,
+)
 
 if TYPE_CHECKING:
     from fluvial.project import Project
@@ -24,10 +35,11 @@ __all__ = ["RuleCatalog", "RuleEntry"]
 
 @dataclass(frozen=True)
 class RuleEntry:
-    """A rule and where it is defined: ``file`` (the rules file) or ``api``."""
+    """A rule and where it is defined: ``file`` (the rules file), ``api``, or ``sla`` (a
+    model's freshness SLA)."""
 
     rule: AlertRule
-    origin: Literal["file", "api"]
+    origin: Literal["file", "api", "sla"]
 
 
 class RuleCatalog:
@@ -58,7 +70,25 @@ class RuleCatalog:
             )
         entries = [RuleEntry(r, "file") for r in from_file]
         entries += [RuleEntry(r, "api") for r in from_api]
+        named = {e.rule.name for e in entries}
+        entries += [RuleEntry(r, "sla") for r in self.sla_rules() if r.name not in named]
         return sorted(entries, key=lambda e: e.rule.name)
+
+    def sla_rules(self) -> list[AlertRule]:
+        """The rules of the batch models' freshness SLAs (none without a models folder)."""
+        from fluvial.batch.models import discover
+
+        folder = self.project.root / self.project.settings.batch.models_dir
+        if not folder.is_dir():
+            return []
+        slas = [
+            (m.name, m.config.freshness.warn_after, m.config.freshness.error_after)
+            for m in discover(folder)
+            if m.config.freshness is not None
+        ]
+        if not slas:
+            return []
+        return freshness_rules(slas, load_freshness_defaults(self.rules_file))
 
     def get(self, name: str) -> RuleEntry:
         """One rule. Raises NotFoundError (with "did you mean …?")."""
@@ -95,6 +125,11 @@ class RuleCatalog:
         self.store.delete_rule(name)
 
     def _writable(self, entry: RuleEntry) -> None:
+        if entry.origin == "sla":
+            raise UsageError(
+                f"alert rule '{entry.rule.name}' comes from model {entry.rule.freshness}'s "
+                "freshness SLA; change the SLA in the model, or define a rule of that name"
+            )
         if entry.origin == "file":
             raise UsageError(
                 f"alert rule '{entry.rule.name}' is defined in {self.rules_file}; edit the file"

@@ -32,7 +32,13 @@ from fluvial.errors import FluvialError
 from fluvial.serve.alerts.catalog import RuleCatalog, RuleEntry
 from fluvial.serve.alerts.channels import Notification, deliver
 from fluvial.serve.alerts.rules import AlertRule, compare
-from fluvial.serve.alerts.sources import PipelineSampler, PipelineStatus, metric_value, store_value
+from fluvial.serve.alerts.sources import (
+    PipelineSampler,
+    PipelineStatus,
+    metric_value,
+    model_ages,
+    store_value,
+)
 from fluvial.serve.alerts.store import AlertStore, RuleState, open_alert_store
 
 if TYPE_CHECKING:
@@ -80,6 +86,8 @@ def judge(
     (True, False)
     """
     desc = rule.describe()
+    if rule.source == "freshness" and value is None:
+        return Verdict(True, f"{desc}: never built")
     if rule.kind == "absence":
         assert rule.window_seconds is not None
         if value is None:
@@ -211,8 +219,17 @@ class AlertEvaluator:
 
     # -- values ---------------------------------------------------------------------------
 
-    def value(self, rule: AlertRule, statuses: list[PipelineStatus] | None = None) -> float | None:
+    def value(
+        self,
+        rule: AlertRule,
+        statuses: list[PipelineStatus] | None = None,
+        now: float | None = None,
+    ) -> float | None:
         """*rule*'s value now (None: no data)."""
+        if rule.source == "freshness":
+            assert rule.freshness is not None
+            at = self.clock() if now is None else now
+            return model_ages(self.project, [rule.freshness], at)[rule.freshness]
         if rule.source == "metric":
             return metric_value(statuses if statuses is not None else self.sampler.sample(), rule)
         return store_value(self.store, rule)
@@ -246,7 +263,7 @@ class AlertEvaluator:
     ) -> RuleState:
         rule = entry.rule
         try:
-            value = self.value(rule, statuses)
+            value = self.value(rule, statuses, now)
         except FluvialError as exc:
             self.metrics.errors.inc()
             state = prev.evolve(evaluated_at=now, error=str(exc))
@@ -341,7 +358,7 @@ class AlertEvaluator:
         rule = self.catalog.get(name).rule
         now = self.clock() if now is None else now
         try:
-            value = self.value(rule)
+            value = self.value(rule, now=now)
             message = f"test of {rule.describe()}: value {_fmt(value)}"
         except FluvialError as exc:
             value, message = None, f"test of {rule.describe()}: the value is unreadable ({exc})"

@@ -6,7 +6,15 @@ A rule watches one *value*, read each evaluation:
   ``pipeline``), combined over the pipelines it matches with ``agg`` (default ``max``);
 - a **store** table's column (``table``, ``column``), as ``agg`` of its rows (default
   ``last``: the value in the row with the largest key), optionally over the ``rows``
-  newest rows only.
+  newest rows only;
+- the **freshness** of a batch model (``freshness = "curated.fact_orders"``): seconds
+  since its last successful build (none yet: the condition holds).
+
+Every model with a ``freshness`` SLA is watched without writing a rule: the catalog adds
+``freshness.<model>.warn`` (severity warning, ``> warn_after``) and
+``freshness.<model>.error`` (critical, ``> error_after``), whose channels, ``for`` and
+``cooldown`` come from the rules file's ``[freshness]`` table (``enabled = false`` turns
+them off; a rule of the same name in the file or the API replaces one).
 
 and holds a *condition* of one of four kinds:
 
@@ -49,7 +57,10 @@ __all__ = [
     "OPERATORS",
     "AlertRule",
     "Channel",
+    "FreshnessDefaults",
     "compare",
+    "freshness_rules",
+    "load_freshness_defaults",
     "load_rules_file",
     "parse_rules",
     "validate_rule",
@@ -135,6 +146,7 @@ class AlertRule(BaseModel):
     column: str | None = None
     agg: Literal["last", "sum", "avg", "min", "max", "count"] | None = None
     rows: int | None = Field(default=None, gt=0)
+    freshness: str | None = None
     # the condition
     op: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
     threshold: float | None = None
@@ -155,8 +167,16 @@ class AlertRule(BaseModel):
                 f"rule name {self.name!r}: expected letters, digits, '_', '.', '-' "
                 "(starting with a letter or digit)"
             )
-        if (self.metric is None) == (self.table is None):
-            raise ValueError("a rule watches either a 'metric' or a store 'table' (one of them)")
+        watched = [x for x in (self.metric, self.table, self.freshness) if x is not None]
+        if len(watched) != 1:
+            raise ValueError(
+                "a rule watches one of a 'metric', a store 'table' or a model's 'freshness'"
+            )
+        if self.freshness is not None:
+            if self.kind != "threshold":
+                raise ValueError("a freshness rule is a threshold on the age in seconds")
+            if self.column is not None or self.rows is not None or self.pipeline is not None:
+                raise ValueError("'column', 'rows' and 'pipeline' do not apply to freshness")
         if self.metric is not None:
             if self.metric not in METRICS:
                 from fluvial.errors import did_you_mean
@@ -180,9 +200,12 @@ class AlertRule(BaseModel):
         return self
 
     @property
-    def source(self) -> Literal["metric", "store"]:
-        """What the rule reads: pipeline ``metric``\\ s or a ``store`` table."""
-        return "metric" if self.metric is not None else "store"
+    def source(self) -> Literal["metric", "store", "freshness"]:
+        """What the rule reads: pipeline ``metric``\\ s, a ``store`` table or a model's
+        ``freshness``."""
+        if self.metric is not None:
+            return "metric"
+        return "freshness" if self.freshness is not None else "store"
 
     @property
     def aggregate(self) -> str:
@@ -200,6 +223,8 @@ class AlertRule(BaseModel):
         """A one-line summary: ``lag_seconds of job/p (max) > 120 for 120s``."""
         if self.metric is not None:
             what = f"{self.metric} of {self.pipeline or 'every pipeline'} ({self.aggregate})"
+        elif self.freshness is not None:
+            what = f"seconds since {self.freshness} was last built"
         else:
             of = f"{self.column} of " if self.column else ""
             what = f"{self.aggregate} {of}store table {self.table}"
@@ -303,10 +328,79 @@ def load_rules_file(path: Path) -> list[AlertRule]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = sorted(set(data) - {"rule"})
+    unknown = sorted(set(data) - {"rule", "freshness"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; expected [[rule]] tables")
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; expected [[rule]] tables "
+            "and a [freshness] table"
+        )
     docs = data.get("rule", [])
     if not isinstance(docs, list):
         raise ConfigError(f"{path}: 'rule' must be [[rule]] tables")
     return parse_rules(docs, str(path))
+
+
+class FreshnessDefaults(BaseModel):
+    """The rules file's ``[freshness]`` table: how SLA rules are delivered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    enabled: bool = True
+    for_seconds: Seconds = Field(default=0.0, alias="for")
+    cooldown_seconds: Seconds = Field(default=0.0, alias="cooldown")
+    channels: list[Channel] = Field(default_factory=lambda: [Channel(type="log")])
+
+
+def load_freshness_defaults(path: Path) -> FreshnessDefaults:
+    """The ``[freshness]`` table of a rules file (defaults when absent).
+
+    Raises:
+        ConfigError: the file is not valid TOML or the table is invalid.
+    """
+    if not path.exists():
+        return FreshnessDefaults()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return FreshnessDefaults.model_validate(data.get("freshness", {}))
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"{path}: [freshness]: {_errors(exc)}") from None
+
+
+def freshness_rules(
+    slas: list[tuple[str, float | None, float | None]], defaults: FreshnessDefaults
+) -> list[AlertRule]:
+    """The rules watching each (model, warn_after, error_after) SLA.
+
+    >>> rules = freshness_rules([("curated.x", 3600, None)], FreshnessDefaults())
+    >>> [(r.name, r.severity, r.threshold) for r in rules]
+    [('freshness.curated.x.warn', 'warning', 3600.0)]
+    """
+    if not defaults.enabled:
+        return []
+    out = []
+    for model, warn, error in slas:
+        for level, after, severity in (("warn", warn, "warning"), ("error", error, "critical")):
+            if after is None:
+                continue
+            out.append(
+                AlertRule.model_validate(
+                    {
+                        "name": f"freshness.{model}.{level}",
+                        "kind": "threshold",
+                        "description": (
+                            f"{model} breaks its freshness SLA ({level}_after {_num(after)}s)"
+                        ),
+                        "severity": severity,
+                        "freshness": model,
+                        "op": ">",
+                        "threshold": after,
+                        "for": defaults.for_seconds,
+                        "cooldown": defaults.cooldown_seconds,
+                        "channels": defaults.channels,
+                    }
+                )
+            )
+    return out

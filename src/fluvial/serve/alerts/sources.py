@@ -8,6 +8,9 @@ live event stream and the alert evaluator all read pipelines through one.
 :func:`store_value` reduces a store table's column to one number with Arrow compute
 kernels (never a loop over rows); times count as epoch seconds, so ``max`` of a
 ``window_end`` column is a freshness signal.
+
+:func:`model_ages` reads the batch run history: seconds since each model's last
+successful build (what ``freshness`` rules watch).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from fluvial.serve.alerts.rules import AlertRule
     from fluvial.serve.store import Store
 
-__all__ = ["PipelineSampler", "PipelineStatus", "metric_value", "store_value"]
+__all__ = ["PipelineSampler", "PipelineStatus", "metric_value", "model_ages", "store_value"]
 
 #: a finished bounded job's watermark (+infinity): everything has fired
 _END_WATERMARK = 2**63 - 1
@@ -250,3 +253,23 @@ def store_value(store: Store, rule: AlertRule) -> float | None:
         "max": pc.max,
     }[agg](values)
     return None if not reduced.is_valid else float(reduced.as_py())
+
+
+def model_ages(project: Project, models: list[str], now: float) -> dict[str, float | None]:
+    """Seconds from each of *models*' last successful build (or up-to-date check) to
+    *now* (epoch seconds); None for a model never built.
+
+    Raises:
+        NotFoundError: a name is not a model of the project (with "did you mean …?").
+    """
+    from fluvial.batch import discover, history
+
+    known = [m.name for m in discover(project.root / project.settings.batch.models_dir)]
+    runs = history(project)
+    out: dict[str, float | None] = {}
+    for name in models:
+        if name not in known:
+            raise NotFoundError(f"model '{name}' does not exist{did_you_mean(name, known)}")
+        last = runs.last_success(name)
+        out[name] = None if last is None else now - last.timestamp()
+    return out

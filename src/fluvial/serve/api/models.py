@@ -244,7 +244,7 @@ class AlertRuleOut(BaseModel):
     """A rule: its definition, where it is defined, what it checks and its state."""
 
     name: str
-    origin: Literal["file", "api"]
+    origin: Literal["file", "api", "sla"]
     summary: str
     rule: dict[str, Any]
     state: AlertStateOut
