@@ -3,7 +3,10 @@
 Run: ``python -m benchmarks.batch.bench_reference`` (or
 ``python benchmarks/batch/bench_reference.py``), options: ``--events N`` (default
 1,000,000), ``--users N`` (default: events / 50), ``--days D`` (default 30), ``--dir PATH``
-(default a temporary folder), ``--all-cores``.
+(default a temporary folder), ``--all-cores``, ``--memory-limit`` (DuckDB's, default 2GB), ``--land-only`` (land into ``--dir`` and
+stop). Given a ``--dir`` that already holds landed events (``landed.json``), the landing is
+skipped and every model's table (and the warehouse file) is dropped first, so one landing
+serves several builds.
 
 Not timed: the clickstream generator's lines are validated as the collector would (with a
 received time per event) and appended to ``raw.events`` in commits of 500,000 events; the
@@ -23,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -84,16 +88,53 @@ def land(project: Project, events: int, users: int, days: float) -> int:
     return stored
 
 
+def reset(project: Project) -> None:
+    """Drop every table a build writes (all but the raw zone) and the warehouse file."""
+    from fluvial.batch.warehouse import warehouse_path
+    from fluvial.lake import open_lake
+
+    with open_lake(project) as lake:
+        for name in lake.tables():
+            if not name.startswith("raw."):
+                lake.drop_table(name)
+    warehouse_path(project).unlink(missing_ok=True)
+
+
+def _rss_mib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
 def build(root: Path) -> None:
     """The timed part (in a child process): every model, one run."""
     from fluvial.batch import run
 
     project = Project(root)
+    peaks: dict[str, int] = {}
+    current = [""]
+    done = threading.Event()
+
+    def sample() -> None:  # the resident memory while each model builds, every 50 ms
+        while not done.wait(0.05):
+            rss = _rss_mib()
+            peaks[current[0]] = max(peaks.get(current[0], 0), rss)
+
+    def progress(model: str, status: str) -> None:
+        current[0] = model if status == "running" else ""
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
-    result = run(project)
+    result = run(project, progress=progress)
     elapsed = time.perf_counter() - start
+    done.set()
     models = {
-        m.model: {"status": m.status, "rows": m.rows_written, "seconds": round(m.seconds, 3)}
+        m.model: {
+            "status": m.status,
+            "rows": m.rows_written,
+            "seconds": round(m.seconds, 3),
+            "peak_mib": peaks.get(m.model, 0),
+        }
         for m in result.models
     }
     print(json.dumps({"ok": result.ok, "seconds": elapsed, "models": models}))
@@ -106,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=30.0, help="days the events span")
     parser.add_argument("--dir", type=Path, default=None, help="where the project goes")
     parser.add_argument("--all-cores", action="store_true", help="do not pin to one core")
+    parser.add_argument(
+        "--memory-limit", default="2GB", help="[batch] memory_limit of the build (DuckDB)"
+    )
+    parser.add_argument("--land-only", action="store_true", help="land into --dir and stop")
     parser.add_argument("--build-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_only is not None:
@@ -115,15 +160,28 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     base = args.dir or Path(tempfile.mkdtemp(prefix="fluvial-bench-reference-"))
     try:
-        project = Project.init(base / "project", exist_ok=True, example="clickstream")
-        began = time.perf_counter()
-        stored = land(project, args.events, args.users or max(100, args.events // 50), args.days)
-        landed = time.perf_counter() - began
+        marker = base / "landed.json"
+        if marker.exists():
+            project = Project(base / "project")
+            stored, landed = json.loads(marker.read_text())
+            reset(project)
+        else:
+            project = Project.init(base / "project", exist_ok=True, example="clickstream")
+            began = time.perf_counter()
+            users = args.users or max(100, args.events // 50)
+            stored = land(project, args.events, users, args.days)
+            landed = time.perf_counter() - began
+            if args.dir is not None:
+                marker.write_text(json.dumps([stored, landed]))
+        if args.land_only:
+            print(json.dumps({"landed": stored, "seconds": round(landed, 1)}))
+            return 0
         child = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--build-only", str(project.root)],
             capture_output=True,
             text=True,
             check=False,
+            env={**os.environ, "FLUVIAL_BATCH__MEMORY_LIMIT": args.memory_limit},
         )
         if child.returncode != 0:
             print(child.stdout, child.stderr, file=sys.stderr)
@@ -141,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'raw events built per second':<44} {stored / seconds:>14,.0f}")
     print(f"{'peak memory of the build, MiB':<44} {peak_mib:>14,.0f}")
     for name, model in report["models"].items():
-        print(f"  {name:<42} {model['seconds']:>8.2f} s {model['rows']:>12,} rows")
+        print(
+            f"  {name:<36} {model['seconds']:>8.2f} s {model['rows']:>12,} rows"
+            f" {model['peak_mib']:>7,} MiB"
+        )
     print(
         json.dumps(
             {

@@ -220,6 +220,13 @@ class BatchSettings:
         60.0, "how long a run waits for a model that another run is building"
     )
     spark_master: str = _f("", "--engine spark: the Spark master URL (empty = local[*])")
+    memory_limit: str = _f(
+        "",
+        "DuckDB engine: memory a build may use before it spills to data_dir/tmp/duckdb, e.g. '4GB' (empty = DuckDB's default, 80% of RAM)",
+    )
+    batch_rows: int = _f(
+        500_000, "rows per write when a model's output is streamed into its lake table"
+    )
     schedule: str = _f(
         "",
         "when fluvial up runs the models: cron expressions separated by ';', each optionally followed by a selection, e.g. '0 * * * *' or '*/15 * * * * tag:hourly; 0 2 * * *' (empty = never)",

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from fluvial.batch import NoHooks, QualityOutcome, backfill, check_freshness, history, run
+from fluvial.batch.engines.base import StagedResult
 from fluvial.batch.engines.duckdb import DuckDbEngine
 from fluvial.batch.locks import model_lock
 from fluvial.batch.models import Model
@@ -174,24 +175,24 @@ def test_transient_errors_are_retried_others_are_not(
 ) -> None:
     write_model("refined/a.sql", "SELECT event_id FROM raw.events")
     add_events(events(0, 5))
-    original = DuckDbEngine.run_select
+    original = DuckDbEngine.stage_select  # a whole table without quality hooks is staged
     calls = {"n": 0}
 
-    def flaky(self: DuckDbEngine, sql: str, inputs: object) -> pa.Table:
+    def flaky(self: DuckDbEngine, sql: str, inputs: object) -> StagedResult:
         calls["n"] += 1
         if calls["n"] == 1:
             raise duckdb.IOException("IO Error: could not set lock on file")
         return original(self, sql, inputs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(DuckDbEngine, "run_select", flaky)
+    monkeypatch.setattr(DuckDbEngine, "stage_select", flaky)
     result = run(bproject)
     assert result.ok and result.model("refined.a").attempts == 2
     assert read(lake, "refined.a").num_rows == 5
 
-    def broken(self: DuckDbEngine, sql: str, inputs: object) -> pa.Table:
+    def broken(self: DuckDbEngine, sql: str, inputs: object) -> StagedResult:
         raise ValueError("a bug")
 
-    monkeypatch.setattr(DuckDbEngine, "run_select", broken)
+    monkeypatch.setattr(DuckDbEngine, "stage_select", broken)
     result = run(bproject)
     assert result.model("refined.a").status == "error"
     assert result.model("refined.a").attempts == 1

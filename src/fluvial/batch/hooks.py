@@ -71,6 +71,11 @@ class NoHooks:
         """Every row passes."""
         return QualityOutcome(data)
 
+    def checks_output(self, model: Model) -> bool:
+        """Whether :meth:`check_output` must see the model's whole output (else the build
+        may stream it in batches): true when a subclass checks rows."""
+        return type(self).check_output is not NoHooks.check_output
+
     def model_completed(self, model: Model, run_id: str, schema: pa.Schema | None) -> None:
         """Nothing."""
 
@@ -88,6 +93,10 @@ class Hooks(NoHooks):
         """Tell every hook."""
         for hook in self.hooks:
             hook.model_started(model, run_id)
+
+    def checks_output(self, model: Model) -> bool:
+        """Whether any hook must see the whole output."""
+        return any(_checks(hook, model) for hook in self.hooks)
 
     def check_output(self, model: Model, run_id: str, data: pa.Table) -> QualityOutcome:
         """Each hook checks what the previous one kept; the first failure blocks."""
@@ -112,6 +121,12 @@ class Hooks(NoHooks):
         """Tell every hook."""
         for hook in self.hooks:
             hook.model_failed(model, run_id, error)
+
+
+def _checks(hooks: object, model: Model) -> bool:
+    """Whether *hooks* need a model's whole output (hooks that do not say: they do)."""
+    checks = getattr(hooks, "checks_output", None)
+    return True if checks is None else bool(checks(model))
 
 
 def without_rows(data: pa.Table, failing: pa.Table) -> pa.Table:

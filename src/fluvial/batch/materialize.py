@@ -232,10 +232,23 @@ def build(model: Model, ctx: BuildContext) -> BuildResult:
             positions=positions,
             message="no new rows upstream",
         )
+    write = Write(ctx.run_id, positions)
+    if _streams(model, ctx, incremental):
+        written, schema = _build_streamed(model, ctx, inputs, write)
+        if ctx.warehouse is not None:
+            ctx.warehouse.refresh(model.name)
+        return BuildResult(
+            "success",
+            rows_in=rows_in,
+            rows_written=written,
+            inputs=list(model.depends_on),
+            positions=positions,
+            quality=QualityOutcome(schema.empty_table()),
+            schema=schema,
+        )
     data = ctx.engine.run_select(model.sql, inputs)
     outcome = _checked(model, ctx, data)
     rows = outcome.data
-    write = Write(ctx.run_id, positions)
     if cfg.materialized == "snapshot":
         _check_keys(model, data)
         current = target.current_rows()
@@ -282,6 +295,49 @@ def build(model: Model, ctx: BuildContext) -> BuildResult:
         quality=outcome,
         schema=rows.schema,
     )
+
+
+def _streams(model: Model, ctx: BuildContext, incremental: bool) -> bool:
+    """Whether *model*'s output can be streamed into its lake table in batches: a whole
+    rebuild (``table``, or an incremental model's first run or full refresh), with no hook
+    that must see every row at once. Incremental runs read new rows only and stay in
+    memory."""
+    from fluvial.batch.hooks import _checks
+
+    cfg = model.config
+    if not model.in_lake or _checks(ctx.hooks, model):
+        return False
+    return cfg.materialized == "table" or (cfg.materialized == "incremental" and not incremental)
+
+
+def _build_streamed(
+    model: Model, ctx: BuildContext, inputs: dict[str, Input], write: Write
+) -> tuple[int, pa.Schema]:
+    """Stage the SELECT's result with the engine, check its keys there, and write it in
+    batches of ``[batch] batch_rows`` in one commit; return (rows written, schema)."""
+    cfg = model.config
+    target = ctx.target(model)
+    assert isinstance(target, LakeTarget)
+    rows = ctx.project.settings.batch.batch_rows
+    with ctx.engine.stage_select(model.sql, inputs) as staged:
+        if cfg.strategy == "merge":
+            missing = [k for k in cfg.unique_key if k not in staged.schema.names]
+            if missing:
+                raise UsageError(
+                    f"{model.name}: unique_key column '{missing[0]}' is not in its output"
+                )
+            nulls, repeated = staged.key_problems(cfg.unique_key)
+            if nulls:
+                raise BatchError(f"{model.name}: unique_key is null in {nulls} row(s)")
+            if repeated:
+                raise BatchError(
+                    f"{model.name}: {repeated} row(s) repeat a unique_key "
+                    f"({', '.join(cfg.unique_key)}); make the SELECT return one row per key"
+                )
+        written = target.write_batches(
+            staged.schema, lambda: staged.batches(rows), write, replace=True
+        )
+        return written, staged.schema
 
 
 def day_start(day: date) -> datetime:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -253,6 +253,51 @@ class LakeTarget(Target):
                 table = self._create(data.schema)
                 with table.transaction() as tx:
                     tx.overwrite(data, snapshot_properties=write.properties())
+
+    def write_batches(
+        self,
+        schema: pa.Schema,
+        batches: Callable[[], Iterable[pa.Table]],
+        write: Write,
+        *,
+        replace: bool,
+    ) -> int:
+        """Write the tables *batches* yields in **one** commit (a snapshot per batch, so
+        only one batch is in memory at a time), replacing every row when *replace*, else
+        appending; return the rows written. *batches* is called again if the table must be
+        recreated for a changed column type."""
+        from fluvial.lake.evolution import evolve
+        from fluvial.lake.write import to_iceberg_types
+
+        target = to_iceberg_types(schema.empty_table()).schema
+        table = self._ready(target.empty_table())
+
+        def commit(table: Table) -> int:
+            rows = 0
+            with table.transaction() as tx:
+                evolve(tx, target)
+                first = replace
+                for chunk in batches():
+                    chunk = to_iceberg_types(chunk)
+                    if first:
+                        tx.overwrite(chunk, snapshot_properties=write.properties())
+                        first = False
+                    else:
+                        tx.append(chunk, snapshot_properties=write.properties())
+                    rows += chunk.num_rows
+                if first:  # nothing came: the replaced table is empty
+                    tx.overwrite(target.empty_table(), snapshot_properties=write.properties())
+            return rows
+
+        with warnings.catch_warnings():  # "did not match any records": an empty table
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                return commit(table)
+            except IncompatibleSchemaError:
+                if not replace:
+                    raise
+                self.lake.drop_table(self.name)
+                return commit(self._create(target))
 
     def append(self, data: pa.Table, write: Write) -> None:
         from fluvial.lake.write import append, to_iceberg_types

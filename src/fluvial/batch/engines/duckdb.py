@@ -5,11 +5,20 @@ name), else an in-memory one from :func:`fluvial.lake.query.connect`. Inputs are
 rewriting the SELECT's table references (sqlglot) to per-input names: Arrow tables are
 registered zero-copy, Iceberg and Parquet inputs become temporary views, so nothing of
 a run is ever written into the warehouse file.
+
+:meth:`DuckDbEngine.stage_select` streams a result into a Parquet file under
+``<data_dir>/tmp/duckdb`` (DuckDB spilling its joins, sorts and windows there too once
+``[batch] memory_limit`` is reached); the build reads it back in Arrow batches, so memory
+stays bounded whatever the result's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
@@ -17,7 +26,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from fluvial.batch.engines.base import Engine, IcebergInput, Input
+from fluvial.batch.engines.base import Engine, IcebergInput, Input, StagedResult
 from fluvial.errors import SqlError
 from fluvial.lake.query import connect
 
@@ -26,7 +35,9 @@ if TYPE_CHECKING:
     from fluvial.lake.catalog import Lake
     from fluvial.project import Project
 
-__all__ = ["DuckDbEngine", "bind_inputs"]
+__all__ = ["DuckDbEngine", "DuckDbResult", "bind_inputs"]
+
+_staged = itertools.count()
 
 
 def _alias(name: str) -> str:
@@ -68,18 +79,35 @@ class DuckDbEngine(Engine):
     def __init__(self, project: Project, lake: Lake, warehouse: Warehouse | None = None) -> None:
         super().__init__(project, lake, warehouse)
         self._own: duckdb.DuckDBPyConnection | None = None
+        self._tuned: duckdb.DuckDBPyConnection | None = None
+        self._spill = project.data_dir / "tmp" / "duckdb"
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The connection SELECTs run on."""
+        """The connection SELECTs run on (with ``[batch] memory_limit`` and a spill folder)."""
         if self.warehouse is not None:
-            return self.warehouse.con
-        if self._own is None:
-            self._own = connect(self.lake)
-        return self._own
+            con = self.warehouse.con
+        else:
+            if self._own is None:
+                self._own = connect(self.lake)
+            con = self._own
+        if con is not self._tuned:
+            self._spill.mkdir(parents=True, exist_ok=True)
+            con.execute(f"SET temp_directory = {_literal(str(self._spill))}")
+            # a model's rows have no order: let sorts, windows and joins spill freely
+            con.execute("SET preserve_insertion_order = false")
+            limit = self.project.settings.batch.memory_limit
+            if limit:
+                try:
+                    con.execute(f"SET memory_limit = {_literal(limit)}")
+                except duckdb.Error as exc:
+                    raise SqlError(f"[batch] memory_limit {limit!r}: {exc}") from None
+            self._tuned = con
+        return con
 
-    def run_select(self, sql: str, inputs: Mapping[str, Input]) -> pa.Table:
-        """Run *sql* with *inputs* bound by name (see :mod:`fluvial.batch.engines.base`)."""
+    @contextmanager
+    def _bound(self, sql: str, inputs: Mapping[str, Input]) -> Iterator[str]:
+        """*sql* with *inputs* bound to temporary names, dropped on exit."""
         con = self.con
         registered: list[str] = []
         views: list[str] = []
@@ -101,8 +129,7 @@ class DuckDbEngine(Engine):
                     source = f"read_parquet({_literal(value)}, union_by_name => true)"
                 con.execute(f'CREATE OR REPLACE TEMP VIEW "{alias}" AS SELECT * FROM {source}')
                 views.append(alias)
-            query = bind_inputs(sql, set(inputs)) if inputs else sql
-            return con.sql(query).to_arrow_table()
+            yield bind_inputs(sql, set(inputs)) if inputs else sql
         except duckdb.IOException:
             raise  # transient (a file being replaced, a lock): the runner retries
         except duckdb.Error as exc:
@@ -113,6 +140,25 @@ class DuckDbEngine(Engine):
             for alias in views:
                 con.execute(f'DROP VIEW IF EXISTS "{alias}"')
 
+    def run_select(self, sql: str, inputs: Mapping[str, Input]) -> pa.Table:
+        """Run *sql* with *inputs* bound by name (see :mod:`fluvial.batch.engines.base`)."""
+        with self._bound(sql, inputs) as query:
+            return self.con.sql(query).to_arrow_table()
+
+    def stage_select(self, sql: str, inputs: Mapping[str, Input]) -> StagedResult:
+        """Run *sql* into a Parquet file of the spill folder, streaming."""
+        path = self._spill / f"out-{os.getpid()}-{next(_staged)}.parquet"
+        with self._bound(sql, inputs) as query:
+            try:
+                self.con.execute(
+                    f"COPY ({query}) TO {_literal(str(path))} "
+                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+                )
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        return DuckDbResult(self.con, path)
+
     def execute(self, sql: str) -> None:
         """Run a statement (DDL) on the engine's connection."""
         self.con.execute(sql)
@@ -122,3 +168,43 @@ class DuckDbEngine(Engine):
         if self._own is not None:
             self._own.close()
             self._own = None
+
+
+class DuckDbResult(StagedResult):
+    """A result in a Parquet file of the spill folder, read back through DuckDB (so its
+    Arrow types are those of the query) in batches; :meth:`close` deletes the file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con = con
+        self.path = path
+        self.source = f"read_parquet({_literal(str(path))})"
+        self.schema = con.sql(f"SELECT * FROM {self.source} LIMIT 0").to_arrow_reader().schema
+        row = con.sql(f"SELECT count(*) FROM {self.source}").fetchone()
+        self.num_rows = int(row[0]) if row else 0
+
+    def batches(self, rows: int) -> Iterator[pa.Table]:
+        """The rows, *rows* at a time (DuckDB's vectors, concatenated)."""
+        reader = self.con.sql(f"SELECT * FROM {self.source}").to_arrow_reader(rows)
+        pending: list[pa.RecordBatch] = []
+        count = 0
+        for batch in reader:
+            pending.append(batch)
+            count += batch.num_rows
+            if count >= rows:
+                yield pa.Table.from_batches(pending, self.schema)
+                pending, count = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending, self.schema)
+
+    def key_problems(self, keys: Sequence[str]) -> tuple[int, int]:
+        """Counted by DuckDB over the staged rows."""
+        cols = ", ".join(f'"{k}"' for k in keys)
+        nulls = " + ".join(f'count(*) FILTER (WHERE "{k}" IS NULL)' for k in keys)
+        distinct = f"(SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {self.source}))"
+        row = self.con.sql(f"SELECT {nulls}, count(*) - {distinct} FROM {self.source}").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def close(self) -> None:
+        """Delete the file."""
+        self.path.unlink(missing_ok=True)

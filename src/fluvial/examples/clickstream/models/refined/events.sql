@@ -20,11 +20,18 @@ columns:
   ip: {description: The device's IP address., tags: [pii]}
 ---*/
 WITH new_rows AS (
+    -- events received once (most of them): no deduplication to do
     SELECT r.*
     FROM raw.events AS r
     LEFT JOIN refined.event_receipts AS x ON x.event_id = r.event_id
-    -- a retry whose first copy arrived earlier (in this run or a previous one) is dropped
-    WHERE x.event_id IS NULL OR r.received_at = x.first_received_at
+    WHERE x.event_id IS NULL
+    UNION ALL
+    -- repeated events: a retry whose first copy arrived earlier (in this run or a previous
+    -- one) is dropped; of copies received at the same instant one is kept
+    SELECT r.*
+    FROM raw.events AS r
+    JOIN refined.event_receipts AS x
+        ON x.event_id = r.event_id AND r.received_at = x.first_received_at
     QUALIFY row_number() OVER (
         PARTITION BY r.event_id ORDER BY r.received_at
     ) = 1
