@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.batch.bench_reference`` (or
 ``python benchmarks/batch/bench_reference.py``), options: ``--events N`` (default
 1,000,000), ``--users N`` (default: events / 50), ``--days D`` (default 30), ``--dir PATH``
-(default a temporary folder), ``--all-cores``, ``--memory-limit`` (DuckDB's, default 2GB), ``--land-only`` (land into ``--dir`` and
+(default a temporary folder), ``--all-cores``, ``--engine`` (duckdb or spark), ``--memory-limit`` (DuckDB's, default 2GB), ``--land-only`` (land into ``--dir`` and
 stop). Given a ``--dir`` that already holds landed events (``landed.json``), the landing is
 skipped and every model's table (and the warehouse file) is dropped first, so one landing
 serves several builds.
@@ -105,7 +105,7 @@ def _rss_mib() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
-def build(root: Path) -> None:
+def build(root: Path, engine: str) -> None:
     """The timed part (in a child process): every model, one run."""
     from fluvial.batch import run
 
@@ -125,7 +125,7 @@ def build(root: Path) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    result = run(project, progress=progress)
+    result = run(project, engine=engine, progress=progress)
     elapsed = time.perf_counter() - start
     done.set()
     models = {
@@ -150,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-limit", default="2GB", help="[batch] memory_limit of the build (DuckDB)"
     )
+    parser.add_argument("--engine", default="duckdb", help="duckdb | spark")
     parser.add_argument("--land-only", action="store_true", help="land into --dir and stop")
     parser.add_argument("--build-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_only is not None:
-        build(args.build_only)
+        build(args.build_only, args.engine)
         return 0
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -177,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"landed": stored, "seconds": round(landed, 1)}))
             return 0
         child = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--build-only", str(project.root)],
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--build-only",
+                str(project.root),
+                "--engine",
+                args.engine,
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -207,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "benchmark": "batch_reference",
+                "engine": args.engine,
                 "events": stored,
                 "build_seconds": round(seconds, 3),
                 "events_per_second": round(stored / seconds),

@@ -547,3 +547,27 @@ def test_dimensions_cover_the_facts(db: duckdb.DuckDBPyConnection, expected: Exp
     }
     assert campaigns <= {(c.source, c.medium, c.name) for c in cat.CAMPAIGNS}
     assert len(campaigns) >= 5
+
+
+def _doc_queries() -> list[str]:
+    """The SQL blocks of docs/warehouse.md's "OLAP on the star schema" section."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "warehouse.md").read_text(encoding="utf-8")
+    section = text.split("## OLAP on the star schema", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
+
+
+def test_the_olap_queries_of_the_docs_run(db: duckdb.DuckDBPyConnection) -> None:
+    queries = _doc_queries()
+    assert sum("ROLLUP" in q or "CUBE" in q or "GROUPING SETS" in q for q in queries) >= 3
+    for sql in queries:
+        assert db.sql(sql).to_arrow_table().num_rows, sql
+    (rollup,) = [q for q in queries if "GROUP BY ROLLUP (channel, device_class)" in q]
+    total = [r for r in _rows(db, rollup) if r[0] is None and r[1] is None]
+    direct = _rows(
+        db,
+        "SELECT count(*), sum(orders), sum(revenue) FROM curated.fact_sessions "
+        "WHERE channel IN ('search', 'paid')",
+    )
+    assert [r[2:5] for r in total] == direct
