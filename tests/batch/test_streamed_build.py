@@ -79,7 +79,6 @@ def test_streamed_and_in_memory_builds_write_the_same_table(
     want = reference(
         'SELECT event_id, user_id, upper(kind) AS kind, amount * 2 AS amount, "at", '
         'row_number() OVER (PARTITION BY user_id ORDER BY "at", event_id) AS nth '
-
         "FROM raw WHERE kind <> 'buy'",
         raw=raw,
     )
