@@ -72,6 +72,9 @@ def test_grants_union_over_principal_and_transitive_roles(policy: PolicyStore) -
     assert access.denied == {"email": "no grant", "phone": "no grant"}
     assert access.sources["country"] == f"grant SELECT on {T}.country to staff"
     assert access.sources["signup_at"] == f"grant SELECT on {T}.signup_at to bob"
+    # a role can be explained too: what any holder of it reads
+    assert policy.explain("analyst", T).columns == ("user_id", "country")
+    assert policy.explain("admin", T).columns == tuple(COLUMNS)
     assert bob.roles == {"analyst"}  # the Principal was read before staff was granted
 
 

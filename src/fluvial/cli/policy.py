@@ -390,12 +390,13 @@ def masks_drop(
 
 @policy_app.command("explain")
 def explain(
-    principal: str = typer.Argument(..., help="The principal."),
+    principal: str = typer.Argument(..., help="The principal (or a role)."),
     table: str = typer.Argument(..., help="The table, zone.table."),
     project_dir: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what a principal may read of a table, and which grant, filter or mask says so."""
+    """Show what a principal (or any holder of a role) may read of a table, and which grant,
+    filter or mask says so."""
     store, _ = _open(project_dir, act=False)
     access = store.explain(principal, table)
     doc = {

@@ -863,10 +863,11 @@ class PolicyStore:
     def explain(
         self, principal: Principal | str, table: str, columns: Sequence[str] | None = None
     ) -> TableAccess:
-        """What *principal* may read of *table* and why (``sources``); never raises for a
-        principal without access (it gets no columns). *columns* default to the lake's."""
+        """What *principal* (or a role, by name) may read of *table* and why (``sources``);
+        never raises for one without access (it gets no columns). *columns* default to the
+        table's."""
         if isinstance(principal, str):
-            principal = self.principals.get(principal)
+            principal = self.principals.as_principal(principal)
         cols = list(columns) if columns is not None else self.table_columns(table)
         return self._resolve(principal, table, cols)
 

@@ -136,6 +136,15 @@ class PrincipalStore:
                 raise NotFoundError(f"no principal '{name}'{did_you_mean(name, self._names(conn))}")
             return self._principal(conn, row)
 
+    def as_principal(self, name: str) -> Principal:
+        """A principal, or a role seen as a principal holding it (and the roles it is in),
+        so ``policy explain`` can answer for a role. Raises NotFoundError."""
+        if self.kind_of(name) == "principal":
+            return self.get(name)
+        with self.db.read() as conn:
+            roles = self._closure(conn, name) | {name}
+        return Principal(name, roles=roles, admin=ADMIN_ROLE in roles)
+
     def exists(self, name: str) -> bool:
         """Whether a principal called *name* exists."""
         with self.db.read() as conn:
