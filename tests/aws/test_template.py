@@ -114,10 +114,19 @@ def test_each_worker_gets_only_its_streams_and_tables(clickstream: Project) -> N
         get_att("StreamEvents"),
         get_att("StreamEventsFailed"),
     ]
-    assert resources("CollectorRole", "kinesis:GetRecords") == []
+    # writers may create (adopt) and check their own streams, no others
+    assert resources("CollectorRole", "kinesis:CreateStream") == [
+        get_att("StreamEvents"),
+        get_att("StreamEventsFailed"),
+    ]
+    assert get_att("StreamActiveUsers") not in resources("CollectorRole", "kinesis:GetRecords")
     # active_users_hop reads events and writes the active_users topic
     assert resources("PipelineActiveUsersHopRole", "kinesis:GetRecords") == [
-        get_att("StreamEvents")
+        get_att("StreamEvents"),
+        get_att("StreamActiveUsers"),  # the topic it writes, checked empty before adopting
+    ]
+    assert resources("PipelineActiveUsersHopRole", "kinesis:CreateStream") == [
+        get_att("StreamActiveUsers")
     ]
     assert resources("PipelineActiveUsersHopRole", "kinesis:PutRecords") == [
         get_att("StreamActiveUsers")

@@ -58,8 +58,13 @@ KINESIS_READ = [
     "kinesis:GetShardIterator",
     "kinesis:ListShards",
 ]
+#: a writer creates its topic on first use: the Kinesis log then adopts the declared stream
+#: (CreateStream answers ResourceInUse, and it checks the stream is empty before adopting)
 KINESIS_WRITE = [
+    "kinesis:CreateStream",
     "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
     "kinesis:ListShards",
     "kinesis:PutRecord",
     "kinesis:PutRecords",
