@@ -8,8 +8,9 @@ keeps them from flowing back:
 1. **the event log** — retained records become tombstones at the same offsets (see
    :mod:`fluvial.log.embedded.redact`), so the archiver and pipelines cannot bring them
    back; the topics' writer locks are taken before anything else changes, and forget
-   refuses while a collector is running. Kafka has no per-record delete: forget refuses
-   unless told to leave the log to Kafka's retention or compaction (``keep_log``);
+   refuses while a collector is running. Kafka and Kinesis have no per-record delete:
+   forget refuses unless told to leave the log to its retention or compaction
+   (``keep_log``);
 2. **stream files** — checkpoints' outboxes and the ``filesystem`` sink's part files
    (:mod:`fluvial.govern.erasure`); operator state that holds the user is reported;
 3. **the lake** — every table of every zone (quarantine included): one Iceberg commit per
@@ -32,6 +33,7 @@ import hashlib
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,9 +133,8 @@ def _embedded_root(log: EventLog) -> Path | None:
     return log.root if isinstance(log, EmbeddedLog) else None
 
 
-def _log_rows(log: EventLog, columns: tuple[str, ...]) -> list[tuple[str, pa.Table]]:
+def _log_rows(log: EventLog, columns: tuple[str, ...]) -> Iterator[pa.Table]:
     """The retained records' *columns* of every topic that has them all, chunk by chunk."""
-    out: list[tuple[str, pa.Table]] = []
     for info in log.list_topics():
         if info.schema is None or not all(c in info.schema.names for c in columns):
             continue
@@ -144,8 +145,7 @@ def _log_rows(log: EventLog, columns: tuple[str, ...]) -> list[tuple[str, pa.Tab
                 if not chunk.num_rows:
                     break
                 offset += chunk.num_rows
-                out.append((info.name, chunk.select(list(columns))))
-    return out
+                yield chunk.select(list(columns))
 
 
 def identify(project: Project, user_id: str, *, lake: Lake, log: EventLog | None) -> Subject:
@@ -178,7 +178,7 @@ def identify(project: Project, user_id: str, *, lake: Lake, log: EventLog | None
             ).to_arrow()
             seen.update(v for v in rows["anonymous_id"].to_pylist() if v)
     if log is not None:
-        for _, chunk in _log_rows(log, ("user_id", "anonymous_id")):
+        for chunk in _log_rows(log, ("user_id", "anonymous_id")):
             hit = pc.fill_null(pc.equal(chunk["user_id"], user_id), False)
             seen.update(v for v in pc.unique(chunk["anonymous_id"].filter(hit)).to_pylist() if v)
     devices = mine | (seen - stitched_elsewhere)
@@ -195,7 +195,9 @@ def _count(table: Table, subject: Subject) -> tuple[int, dict[str, list[Any]], t
         return 0, {}, columns
     data = table.scan(selected_fields=columns).to_arrow()
     hits = int(pc.sum(subject.mask(data)).as_py() or 0)
-    return hits, (subject.matching_text(data) if hits else {}), columns
+    if not hits:
+        return 0, {}, columns
+    return hits, subject.matching_text(data), subject.matched_by(data)
 
 
 def _purge_history(table: Table, started: float) -> int:
@@ -237,7 +239,8 @@ def _forget_lake(
             commit_with_retry(table, delete, what="forget")
             table.refresh()
             # the same filter, now pruned by the files' bounds, must find nothing
-            left = table.scan(row_filter=expr, selected_fields=columns).to_arrow().num_rows
+            looked_at = tuple(subject.columns(table.schema().as_arrow()))
+            left = table.scan(row_filter=expr, selected_fields=looked_at).to_arrow().num_rows
             if left:
                 raise FluvialError(
                     f"forget: {left} rows of the subject are still in '{name}' after the "
@@ -287,8 +290,10 @@ def _forget_warehouse(
             (hits,) = con.execute(f"SELECT count(*) FROM {target} WHERE {predicate}").fetchone()  # type: ignore[misc]
             if not hits:
                 continue
+            sample = con.execute(f"SELECT * FROM {target} WHERE {predicate}").arrow()
+            rows = sample if isinstance(sample, pa.Table) else sample.read_all()
             report.removals.append(
-                Removal("warehouse", f"{schema}.{name}", int(hits), tuple(subject.columns(shape)))
+                Removal("warehouse", f"{schema}.{name}", int(hits), subject.matched_by(rows))
             )
             removed += int(hits)
             if not dry_run:
@@ -327,9 +332,11 @@ def _forget_log(
     if root is None:
         return
     for info in log.list_topics():
-        columns = tuple(subject.columns(info.schema)) if info.schema is not None else ()
-        if not columns:
+        rule = subject.columns(info.schema) if info.schema is not None else {}
+        if not rule:
             continue
+        # the identity columns; text columns are searched too (e.g. failed events' payloads)
+        columns = tuple(c for c, kind in rule.items() if kind != "text") or tuple(rule)
         result = redact_topic(root / info.name, subject.mask, dry_run=dry_run, locked=locked)
         if result.records:
             detail = f"{result.frames} frames in {result.segments} segments"
@@ -386,6 +393,17 @@ def _forget_files(
 
 # ---------------------------------------------------------------- forget
 
+#: how each log backend without a per-record delete lets records go
+_EXPIRY = {
+    "kafka": "the topic's retention (retention.ms) or, for a topic keyed by user id with "
+    "cleanup.policy=compact, compaction after a null-value record for the key",
+    "kinesis": "the stream's retention period (24 hours by default, up to 365 days)",
+}
+
+
+def _log_expiry(backend: str) -> str:
+    return _EXPIRY.get(backend, "the log's retention")
+
 
 def forget(
     project: Project,
@@ -398,7 +416,8 @@ def forget(
     """Remove every row of *user_id* (and of the devices stitched to it); see the module.
 
     Raises:
-        UsageError: the log is Kafka's and *keep_log* is not set, or the id is empty.
+        UsageError: the log has no per-record delete (Kafka, Kinesis) and *keep_log* is
+            not set, or the id is empty.
         LogError: a topic's writer lock is held by another process (stop the collector).
         FluvialError: the warehouse is open for writing elsewhere.
     """
@@ -413,9 +432,8 @@ def forget(
         if root is None and not keep_log:
             raise UsageError(
                 f"the {log.name} event log has no per-record delete, so forget cannot remove "
-                "the user's retained records; they leave with the topic's retention "
-                "(retention.ms) or, for keyed topics, log compaction. Run with --keep-log "
-                "to forget everywhere else and leave the log to retention"
+                f"the user's retained records; they leave with {_log_expiry(log.name)}. Run "
+                "with --keep-log to forget everywhere else and leave the log to retention"
             )
         locks = []
         try:
@@ -427,8 +445,8 @@ def forget(
             lap = report.lap("identify", clock)
             if root is None:
                 report.notes.append(
-                    f"the {log.name} log keeps the user's records until its retention or "
-                    "compaction removes them (no per-record delete)"
+                    f"the {log.name} log keeps the user's records (it has no per-record "
+                    f"delete) until {_log_expiry(log.name)} removes them"
                 )
             _forget_log(log, subject, report, dry_run=dry_run, locked=True)
             lap = report.lap("log", lap)

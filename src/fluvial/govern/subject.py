@@ -94,28 +94,45 @@ class Subject:
 
     # -- Arrow ---------------------------------------------------------------------------
 
-    def mask(self, rows: pa.Table | pa.RecordBatch) -> pa.BooleanArray | pa.ChunkedArray:
-        """True for the subject's rows (never null)."""
+    def hits(self, rows: pa.Table | pa.RecordBatch) -> dict[str, Any]:
+        """Per column the rule looks at, a boolean mask (never null) of the rows it
+        makes the subject's; :meth:`mask` is their union."""
         n = rows.num_rows
-        hit: Any = pa.array([False] * n, pa.bool_()) if n else pa.array([], pa.bool_())
         columns = self.columns(rows.schema)
         users = [c for c, kind in columns.items() if kind == "user id"]
         someone_else: Any = pa.array([False] * n, pa.bool_())
+        out: dict[str, Any] = {}
         for col in users:
             values = _as_text(rows.column(col))
             mine = pc.fill_null(pc.is_in(values, pa.array([self.user_id])), False)
-            hit = pc.or_(hit, mine)
+            out[col] = mine
             someone_else = pc.or_(someone_else, pc.and_(pc.is_valid(values), pc.invert(mine)))
         devices = pa.array(list(self.anonymous_ids), pa.string())
         for col, kind in columns.items():
             values = _as_text(rows.column(col))
             if kind == "device id":
                 theirs = pc.fill_null(pc.is_in(values, devices), False)
-                hit = pc.or_(hit, pc.and_(theirs, pc.invert(someone_else)))
+                out[col] = pc.and_(theirs, pc.invert(someone_else))
             elif kind == "text":
                 found = pc.match_substring_regex(values, self.pattern)
-                hit = pc.or_(hit, pc.fill_null(found, False))
+                out[col] = pc.fill_null(found, False)
+        return out
+
+    def mask(self, rows: pa.Table | pa.RecordBatch) -> pa.BooleanArray | pa.ChunkedArray:
+        """True for the subject's rows (never null)."""
+        hit: Any = pa.array([False] * rows.num_rows, pa.bool_())
+        for column_hits in self.hits(rows).values():
+            hit = pc.or_(hit, column_hits)
         return hit
+
+    def matched_by(self, rows: pa.Table | pa.RecordBatch) -> tuple[str, ...]:
+        """The columns through which some row of *rows* is the subject's.
+
+        >>> import pyarrow as pa
+        >>> Subject("u1", ("a1",)).matched_by(pa.table({"user_id": ["u1"], "page": ["/"]}))
+        ('user_id',)
+        """
+        return tuple(c for c, h in self.hits(rows).items() if pc.any(h).as_py())
 
     def matching_text(self, rows: pa.Table) -> dict[str, list[Any]]:
         """For each plain text column, the distinct values that mention an id."""
