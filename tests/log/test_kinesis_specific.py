@@ -414,6 +414,27 @@ def test_a_takeover_in_the_middle_of_an_append(aws_endpoint: str, prefix: str) -
     b.close()
 
 
+def test_a_creation_that_died_midway_is_taken_over_once_stale(
+    klog: KinesisLog, prefix: str
+) -> None:
+    catalog = klog._catalog
+    catalog.claim_topic("half", f"{prefix}-half", 2)  # a process claimed the name, then died
+    assert "half" not in [t.name for t in klog.list_topics()]
+    with pytest.raises(TopicExistsError):
+        klog.create_topic("half", 2)  # the claim is fresh: maybe its creator is still at it
+    klog._aws.kinesis.create_stream(StreamName=f"{prefix}-half", ShardCount=2)  # it got this far
+    klog._aws.dynamodb.update_item(
+        TableName=catalog.table,
+        Key={"pk": {"S": "topic"}, "sk": {"S": "half"}},
+        UpdateExpression="SET claimed_ms = :old",
+        ExpressionAttributeValues={":old": {"N": "0"}},
+    )
+    info = klog.create_topic("half", 2)  # stale: taken over, and the empty stream adopted
+    assert info.num_partitions == 2
+    klog.append("half", rows(3), partition=1)
+    assert seqs(klog, "half", 1) == [0, 1, 2]
+
+
 def test_an_empty_stream_declared_elsewhere_is_adopted(klog: KinesisLog, prefix: str) -> None:
     kinesis = klog._aws.kinesis
     kinesis.create_stream(StreamName=f"{prefix}-declared", ShardCount=3)  # as CloudFormation would

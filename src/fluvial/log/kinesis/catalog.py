@@ -177,9 +177,16 @@ class Catalog:
 
     # -- topics ---------------------------------------------------------------------------
 
-    def claim_topic(self, name: str, stream: str, partitions: int) -> str:
-        """Record a new topic (no shards yet); its generation. Raises TopicExistsError."""
+    def claim_topic(
+        self, name: str, stream: str, partitions: int, *, stale_after: float = 600.0
+    ) -> str:
+        """Record a new topic (no shards yet); its generation. Raises TopicExistsError.
+
+        A claim whose creator never finished it (the process died while the stream was
+        being created) is taken over once it is *stale_after* seconds old.
+        """
         generation = uuid.uuid4().hex
+        now_ms = int(time.time() * 1000)
         try:
             self._db.put_item(
                 TableName=self.table,
@@ -192,8 +199,15 @@ class Catalog:
                     "hash_keys": {"L": []},
                     "epoch": _n(0),
                     "requested": _n(partitions),
+                    "claimed_ms": _n(now_ms),
                 },
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR (size(shards) = :zero AND claimed_ms < :stale)"
+                ),
+                ExpressionAttributeValues={
+                    ":zero": _n(0),
+                    ":stale": _n(now_ms - int(stale_after * 1000)),
+                },
             )
         except self._aws.botocore_exceptions.ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":

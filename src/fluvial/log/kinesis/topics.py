@@ -4,7 +4,7 @@ A topic ``events`` is the stream ``<resource_prefix>-events`` with as many shard
 partitions; partition *p* is the *p*-th shard by starting hash key, and the writer puts
 its records there with that ``ExplicitHashKey``. The topic's item in the bookkeeping table
 is claimed first (so two processes cannot both create it) and listed once its shards are
-known. A stream that already exists under that name and holds no records (one declared by
+known; a claim left by a process that died meanwhile is taken over after ten minutes. A stream that already exists under that name and holds no records (one declared by
 ``fluvial aws template``'s CloudFormation stack) is adopted with its shard count.
 Resharding a stream under Fluvial is not supported: the partition count is fixed.
 """
@@ -59,7 +59,7 @@ class Topics:
         if schema is not None:
             check_json_schema(schema, name)
         stream = self.stream_name(name)
-        self._catalog.claim_topic(name, stream, partitions)
+        self._catalog.claim_topic(name, stream, partitions, stale_after=5 * self.timeout)
         try:
             adopted = self._create_stream(stream, partitions)
             shards = self._wait_active(stream)
