@@ -1,8 +1,10 @@
-"""One store per backend (SQLite file, PostgreSQL schema, Redis prefix), a movable clock.
+"""One store per backend (SQLite file, PostgreSQL schema, Redis prefix, DynamoDB on
+moto's server), a movable clock.
 
-Every test gets a fresh namespace (a unique PostgreSQL schema or Redis key prefix),
-removed afterwards. PostgreSQL and Redis are the real servers; when one is missing its
-tests are skipped with the reason (failed under CI=true).
+Every test gets a fresh namespace (a unique PostgreSQL schema, Redis key prefix or
+DynamoDB table), removed afterwards. PostgreSQL and Redis are the real
+servers; when one is missing its tests are skipped with the reason (failed under
+CI=true). DynamoDB is moto's server on a loopback port, started once per session.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ BACKENDS = [
     "sqlite",
     pytest.param("postgres", marks=pytest.mark.service),
     pytest.param("redis", marks=pytest.mark.service),
+    "dynamodb",
 ]
 
 
@@ -65,6 +68,15 @@ def open_new(
         def make() -> Store:
             return PostgresStore(dsn, schema=namespace, clock=clock)
 
+    elif backend == "dynamodb":
+        from fluvial.serve.store.dynamodb import DynamoDBStore
+
+        endpoint: str = request.getfixturevalue("moto_endpoint")
+
+        def make() -> Store:
+            # a DynamoDB table of its own: dropping it is one request
+            return DynamoDBStore(namespace, namespace="test", endpoint_url=endpoint, clock=clock)
+
     else:
         from fluvial.serve.store.redis import RedisStore
 
@@ -79,6 +91,8 @@ def open_new(
         return store
 
     yield factory
+    if backend == "dynamodb" and opened:
+        opened[0]._db.delete_table(TableName=namespace)  # type: ignore[attr-defined]
     for store in opened:
         store.close()
     if backend == "postgres":

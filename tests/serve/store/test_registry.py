@@ -34,13 +34,20 @@ def test_settings_pick_backend_and_ttl(project: Project) -> None:
         open_store(Project(project.root, env={"FLUVIAL_STORE__BACKEND": "postgres"}))
 
 
-@pytest.mark.parametrize(("backend", "module"), [("postgres", "psycopg"), ("redis", "redis")])
+@pytest.mark.parametrize(
+    ("backend", "module", "extra"),
+    [
+        ("postgres", "psycopg", "postgres"),
+        ("redis", "redis", "redis"),
+        ("dynamodb", "boto3", "aws"),
+    ],
+)
 def test_a_missing_extra_says_what_to_install(
-    project: Project, monkeypatch: pytest.MonkeyPatch, backend: str, module: str
+    project: Project, monkeypatch: pytest.MonkeyPatch, backend: str, module: str, extra: str
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes the import fail
     env = {"FLUVIAL_STORE__BACKEND": backend, "FLUVIAL_STORE__POSTGRES_DSN": "postgresql://x"}
-    with pytest.raises(MissingDependencyError, match=rf"pip install 'fluvial\[{backend}\]'"):
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'fluvial\[{extra}\]'"):
         open_store(Project(project.root, env=env))
 
 
@@ -67,3 +74,30 @@ def test_server_backends_from_settings(project: Project, postgres_dsn: str, redi
     client = redis.Redis.from_url(redis_url)
     assert list(client.scan_iter(match=f"{namespace}:*")) == []  # drop removed every key
     client.close()
+
+
+def test_dynamodb_from_settings_with_native_ttl(project: Project, moto_endpoint: str) -> None:
+    import boto3
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = {
+        "FLUVIAL_STORE__BACKEND": "dynamodb",
+        "FLUVIAL_STORE__DEFAULT_TTL": "1 h",
+        "FLUVIAL_AWS__ENDPOINT_URL": moto_endpoint,
+        "FLUVIAL_AWS__REGION": "eu-west-1",
+        "FLUVIAL_AWS__RESOURCE_PREFIX": prefix,
+    }
+    clock = lambda: 1_800_000_000.25  # noqa: E731
+    with open_store(Project(project.root, env=env), clock=clock) as store:
+        assert store.name == "dynamodb" and store.default_ttl == 3600
+        store.upsert("t", pa.table({"k": [1, 2], "v": ["a", "b"]}), ["k"])
+        assert store.get("t", 2) == {"k": 2, "v": "b"}
+    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="eu-west-1")
+    ttl = client.describe_time_to_live(TableName=f"{prefix}-store")["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+    items = client.scan(TableName=f"{prefix}-store")["Items"]
+    rows = [i for i in items if i["p"]["S"] == "fluvial_store#t#t"]
+    # DynamoDB's TTL attribute is in seconds, rounded up: never deleted before it expires
+    assert {i["expires_at"]["N"] for i in rows} == {str(1_800_000_000 + 3600 + 1)}
+    assert {i["e"]["N"] for i in rows} == {str(1_800_003_600_250)}
+    client.delete_table(TableName=f"{prefix}-store")

@@ -38,7 +38,10 @@ BACKENDS: dict[str, str] = {
     "sqlite": "fluvial.serve.store.sqlite:SQLiteStore",
     "postgres": "fluvial.serve.store.postgres:PostgresStore",
     "redis": "fluvial.serve.store.redis:RedisStore",
+    "dynamodb": "fluvial.serve.store.dynamodb:DynamoDBStore",
 }
+#: backends configured by the ``[aws]`` section too
+_AWS_BACKENDS = frozenset({"dynamodb"})
 
 
 def store_from_settings(settings: Settings, data_dir: Path, *, clock: Clock | None = None) -> Store:
@@ -51,6 +54,8 @@ def store_from_settings(settings: Settings, data_dir: Path, *, clock: Clock | No
         )
     module, _, cls_name = BACKENDS[name].partition(":")
     cls: type[Store] = getattr(importlib.import_module(module), cls_name)
+    if name in _AWS_BACKENDS:
+        return cls.from_settings(settings.store, data_dir, clock=clock, aws=settings.aws)  # type: ignore[call-arg]
     return cls.from_settings(settings.store, data_dir, clock=clock)
 
 

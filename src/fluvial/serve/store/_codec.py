@@ -22,6 +22,7 @@ __all__ = [
     "last_per_key",
     "order_key",
     "split_changelog",
+    "successor",
     "supported",
 ]
 
@@ -279,3 +280,16 @@ def order_key(table: pa.Table, columns: Sequence[str]) -> pa.Array:
     if len(parts) == 1:
         return parts[0]
     return pc.binary_join_element_wise(*parts, pa.scalar(b""))
+
+
+def successor(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with *prefix* (None:
+    there is none, the prefix is all 0xff bytes).
+
+    >>> successor(b"ab"), successor(b"a\\xff"), successor(b"\\xff")
+    (b'ac', b'b', None)
+    """
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])

@@ -15,7 +15,7 @@ Stream sinks write with :meth:`Store.apply`: a changelog (Flink's row kinds in a
 ``_op`` column) applied atomically with the checkpoint id that produced it, and skipped
 if that id (or a later one) was already applied — exactly once across restarts.
 
-Backends (sqlite, postgres, redis) implement the abstract ``_`` methods below and pass
+Backends (sqlite, postgres, redis, dynamodb) implement the abstract ``_`` methods below and pass
 the one behaviour suite in ``tests/serve/store/``. Every method raises
 :class:`~fluvial.errors.FluvialError` subclasses, never a library's own exception.
 

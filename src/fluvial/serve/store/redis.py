@@ -22,7 +22,6 @@ reader never sees half a write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,11 +29,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
 from fluvial._deps import require
 from fluvial.errors import FluvialError
-from fluvial.serve.store._codec import hex_decode, hex_encode, order_key
+from fluvial.serve.store._codec import order_key, successor
+from fluvial.serve.store._json import decode_rows, encode_rows
 from fluvial.serve.store.base import Clock, ScanRange, Store, TableInfo, parse_ttl
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 _CHUNK = 10_000  # members per command
-_FEW = 32  # rows decoded one by one rather than by Arrow's JSON reader
 
 # KEYS: index, rows, expiry; ARGV: min, max, reverse (0|1), limit (0 = none), now (ms)
 _SCAN = """
@@ -82,82 +80,6 @@ while true do
   removed = removed + #gone
 end
 """
-
-
-def _wire_type(typ: pa.DataType) -> pa.DataType:
-    """The type a column of *typ* has in the JSON rows."""
-    if pa.types.is_boolean(typ):
-        return pa.bool_()
-    if pa.types.is_date32(typ):
-        return pa.int32()
-    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
-        return pa.string()
-    if pa.types.is_decimal128(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
-        return pa.string()
-    return pa.int64()  # ints, timestamps, floats (their bits)
-
-
-def _to_wire(column: pa.ChunkedArray, typ: pa.DataType) -> pa.Array | pa.ChunkedArray:
-    if pa.types.is_floating(typ):
-        return pc.cast(column, pa.float64()).combine_chunks().view(pa.int64())
-    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
-        return hex_encode(column)
-    return pc.cast(column, _wire_type(typ))
-
-
-def _from_wire(column: pa.ChunkedArray, typ: pa.DataType) -> pa.Array | pa.ChunkedArray:
-    if pa.types.is_floating(typ):
-        return pc.cast(column.combine_chunks().view(pa.float64()), typ)
-    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
-        return hex_decode(column, typ)
-    return pc.cast(column, typ)
-
-
-def encode_rows(table: pa.Table) -> list[bytes]:
-    """One JSON object per row (see the module docstring)."""
-    import polars as pl
-
-    if table.num_rows == 0:
-        return []
-    wire = pa.table({f.name: _to_wire(table[f.name], f.type) for f in table.schema})
-    frame = pl.from_arrow(wire)
-    assert isinstance(frame, pl.DataFrame)
-    return frame.write_ndjson().encode().split(b"\n")[: table.num_rows]
-
-
-def decode_rows(values: Sequence[bytes] | pa.Array, schema: pa.Schema) -> pa.Table:
-    """The rows :func:`encode_rows` wrote (a list or a binary array), with *schema*'s types."""
-    if len(values) == 0:
-        return schema.empty_table()
-    wire = pa.schema([pa.field(f.name, _wire_type(f.type)) for f in schema])
-    if len(values) <= _FEW:
-        # a point lookup: parsing a few objects beats setting up Arrow's JSON reader
-        items = values.to_pylist() if isinstance(values, pa.Array) else values
-        objects = [orjson.loads(v) for v in items]
-        raw = pa.table({f.name: pa.array([o.get(f.name) for o in objects], f.type) for f in wire})
-        return pa.Table.from_arrays(
-            [_from_wire(raw[f.name], f.type) for f in schema], schema=schema
-        )
-    lines = values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
-    # one buffer of newline-terminated objects, joined by an Arrow kernel
-    joined = pc.binary_join_element_wise(lines, pa.scalar(b"\n"), pa.scalar(b""))
-    joined = pc.cast(joined, pa.large_binary())
-    offsets = joined.buffers()[1]
-    start = int.from_bytes(offsets[joined.offset * 8 : joined.offset * 8 + 8], "little")
-    end = int.from_bytes(offsets[(joined.offset + len(joined)) * 8 :][:8], "little")
-    data = joined.buffers()[2][start:end]
-    options = pajson.ParseOptions(explicit_schema=wire, unexpected_field_behavior="ignore")
-    raw = pajson.read_json(pa.BufferReader(data), parse_options=options)
-    arrays = [_from_wire(raw[f.name], f.type) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _successor(prefix: bytes) -> bytes | None:
-    """The smallest byte string greater than every string starting with *prefix*."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class RedisStore(Store):
@@ -341,7 +263,7 @@ class RedisStore(Store):
             else b""
         )
         lo: bytes = b"[" + prefix if prefix else b"-"
-        upper = _successor(prefix)
+        upper = successor(prefix)
         hi: bytes = b"(" + upper if upper is not None else b"+"
         if scan.start is not None:
             lo = b"[" + prefix + order_key(scan.start, scan.start.column_names)[0].as_py()
