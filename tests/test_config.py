@@ -47,3 +47,18 @@ def test_errors_name_the_setting(
     (tmp_path / "fluvial.toml").write_text(toml)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_settings(tmp_path, env=env)
+
+
+def test_the_aws_backend_gives_defaults_that_explicit_settings_override(tmp_path: Path) -> None:
+    (tmp_path / "fluvial.toml").write_text(
+        '[project]\nbackend = "aws"\n[aws]\nresource_prefix = "shop"\n[log]\nbackend = "embedded"\n'
+    )
+    s = load_settings(tmp_path, env={"FLUVIAL_LAKE__WAREHOUSE": "s3://mine/wh"})
+    assert (s.store.backend, s.lake.catalog_uri) == ("dynamodb", "glue")
+    assert (s.log.backend, s.lake.warehouse) == ("embedded", "s3://mine/wh")  # set: kept
+    s = load_settings(tmp_path, env={"FLUVIAL_LOG__PARTITIONS": "2"})
+    assert s.lake.warehouse == "s3://shop-lake/warehouse"
+    # the local backend (the default) changes nothing
+    assert load_settings(None, env={}) == Settings()
+    with pytest.raises(ConfigError, match=r"project\.backend: expected local or aws, found 'aws2'"):
+        load_settings(None, env={"FLUVIAL_PROJECT__BACKEND": "aws2"})

@@ -3,8 +3,14 @@
 Run: ``python -m benchmarks.serve.bench_store`` (or ``python benchmarks/serve/bench_store.py``),
 options: ``--rows N`` (rows upserted, default 200,000), ``--batch N`` (rows per upsert and
 keys per ``get_many``, default 10,000), ``--gets N`` (single-key ``get`` calls, default
-2,000), ``--backends sqlite,postgres,redis`` (default: all; a server that is not
-listening is skipped), ``--postgres DSN``, ``--redis URL``.
+2,000), ``--backends sqlite,postgres,redis`` (default: those three; a server that is
+not listening is skipped), ``--postgres DSN``, ``--redis URL``.
+
+``--backends sqlite,dynamodb`` adds the DynamoDB store, against moto's server started on
+a loopback port in this process (or ``--dynamodb-endpoint URL``): that measures Fluvial's
+client path (encoding, batching, the commit protocol, boto3) against an emulator, not
+DynamoDB's own latency or throughput. Use fewer rows there (``--rows 20000 --batch 1000
+--gets 200``): the emulator handles a few thousand items a second.
 
 Rows are keyed by (user STRING, hour TIMESTAMP) with an int, a decimal, a float and a
 string column, generated with NumPy. Half of the upserts overwrite existing keys. Each
@@ -80,6 +86,10 @@ def open_backend(name: str, args: argparse.Namespace, tmp: Path, namespace: str)
         from fluvial.serve.store.postgres import PostgresStore
 
         return PostgresStore(args.postgres, schema=namespace)
+    if name == "dynamodb":
+        from fluvial.serve.store.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(namespace, endpoint_url=_dynamodb_endpoint(args))
     if not _listening(args.redis, 6379):
         return None
     from fluvial.serve.store.redis import RedisStore
@@ -87,8 +97,35 @@ def open_backend(name: str, args: argparse.Namespace, tmp: Path, namespace: str)
     return RedisStore(args.redis, prefix=namespace)
 
 
+def _dynamodb_endpoint(args: argparse.Namespace) -> str:
+    """``--dynamodb-endpoint``, or moto's server started here (fake credentials)."""
+    if args.dynamodb_endpoint:
+        return str(args.dynamodb_endpoint)
+    import logging
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    args.dynamodb_endpoint = f"http://127.0.0.1:{port}"
+    return str(args.dynamodb_endpoint)
+
+
 def cleanup(name: str, args: argparse.Namespace, namespace: str) -> None:
-    if name == "postgres":
+    if name == "dynamodb":
+        import boto3
+
+        client = boto3.client(
+            "dynamodb", endpoint_url=args.dynamodb_endpoint, region_name="us-east-1"
+        )
+        client.delete_table(TableName=namespace)
+    elif name == "postgres":
         import psycopg
 
         with psycopg.connect(args.postgres, autocommit=True) as db:
@@ -145,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgres,redis")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--dynamodb-endpoint", default="", help="default: moto's server, here")
     args = parser.parse_args(argv)
 
     results: dict[str, Any] = {}

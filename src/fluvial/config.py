@@ -40,6 +40,7 @@ __all__ = [
     "StoreSettings",
     "StreamSettings",
     "UpSettings",
+    "apply_backend",
     "load_settings",
     "render_default_toml",
 ]
@@ -59,6 +60,10 @@ class ProjectSettings:
     name: str = _f("fluvial", "project name, shown in the UI and in metrics")
     data_dir: str = _f(
         "data", "where embedded state lives (log, lake, stores), relative to the project"
+    )
+    backend: str = _f(
+        "local",
+        "local (embedded services in data_dir) | aws (Kinesis, S3 + Glue, DynamoDB: the defaults of [log] backend, [lake] catalog_uri and warehouse, [store] backend)",
     )
 
 
@@ -151,13 +156,18 @@ class LakeSettings:
     )
     catalog_uri: str = _f(
         "",
-        "SQL catalog database URI (empty = SQLite in data_dir; postgresql+psycopg://… for teams)",
+        "the catalog: a SQL database URI (empty = SQLite in data_dir; postgresql+psycopg://… for teams) or glue (the AWS Glue Data Catalog, with the [aws] settings)",
     )
     catalog_name: str = _f(
         "fluvial", "this lake's name inside the catalog database (several lakes may share one)"
     )
-    s3_endpoint: str = _f("", "S3 endpoint URL for an s3:// warehouse (empty = AWS)")
-    s3_region: str = _f("", "S3 region for an s3:// warehouse (empty = from the environment)")
+    s3_endpoint: str = _f(
+        "", "S3 endpoint URL for an s3:// warehouse (empty = AWS; with glue: [aws] endpoint_url)"
+    )
+    s3_region: str = _f(
+        "",
+        "S3 region for an s3:// warehouse (empty = from the environment; with glue: [aws] region)",
+    )
     buffer_records: int = _f(1_000_000, "archiver: commit to the lake after this many events")
     buffer_bytes: int = _f(
         256 * 1024 * 1024, "archiver: commit after this many bytes buffered in memory"
@@ -175,14 +185,17 @@ class LakeSettings:
 class StoreSettings:
     """The operational store that stream pipelines upsert into (our DynamoDB)."""
 
-    backend: str = _f("sqlite", "store backend: sqlite | postgres | redis")
+    backend: str = _f(
+        "sqlite", "store backend: sqlite | postgres | redis | dynamodb (with the [aws] settings)"
+    )
     path: str = _f("store/store.db", "sqlite: the database file, relative to data_dir")
     postgres_dsn: str = _f(
         "", "postgres: connection string, e.g. postgresql://user@127.0.0.1:5432/db"
     )
     redis_url: str = _f("redis://127.0.0.1:6379/0", "redis: server URL")
     namespace: str = _f(
-        "fluvial_store", "postgres: the schema holding the tables; redis: the key prefix"
+        "fluvial_store",
+        "postgres: the schema holding the tables; redis: the key prefix; dynamodb: the partition key prefix in the <resource_prefix>-store table",
     )
     default_ttl: str = _f(
         "", "expire rows this long after their last write, e.g. '7 d' (empty = never)"
@@ -404,6 +417,43 @@ def _build(raw: Mapping[str, Mapping[str, Any]], origin: str) -> Settings:
     return Settings(**built)
 
 
+#: the settings ``[project] backend`` gives unless they are set: section -> key -> value
+#: (``{prefix}`` is ``[aws] resource_prefix``)
+BACKEND_DEFAULTS: dict[str, dict[str, dict[str, str]]] = {
+    "local": {},
+    "aws": {
+        "log": {"backend": "kinesis"},
+        "lake": {"catalog_uri": "glue", "warehouse": "s3://{prefix}-lake/warehouse"},
+        "store": {"backend": "dynamodb"},
+    },
+}
+
+
+def apply_backend(merged: dict[str, dict[str, Any]]) -> None:
+    """Fill in what ``[project] backend`` implies, in place; explicit settings win.
+
+    >>> raw = {"project": {"backend": "aws"}, "store": {"backend": "redis"}}
+    >>> apply_backend(raw)
+    >>> raw["store"]["backend"], raw["log"]["backend"], raw["lake"]["warehouse"]
+    ('redis', 'kinesis', 's3://fluvial-lake/warehouse')
+    >>> apply_backend({"project": {"backend": "gcp"}})
+    Traceback (most recent call last):
+    ...
+    fluvial.errors.ConfigError: project.backend: expected local or aws, found 'gcp'
+    """
+    backend = str(merged.get("project", {}).get("backend", ProjectSettings.backend))
+    if backend not in BACKEND_DEFAULTS:
+        raise ConfigError(
+            f"project.backend: expected {' or '.join(BACKEND_DEFAULTS)}, found {backend!r}"
+            f"{did_you_mean(backend, BACKEND_DEFAULTS)}"
+        )
+    prefix = str(merged.get("aws", {}).get("resource_prefix", AwsSettings.resource_prefix))
+    for section, values in BACKEND_DEFAULTS[backend].items():
+        target = merged.setdefault(section, {})
+        for key, value in values.items():
+            target.setdefault(key, value.format(prefix=prefix))
+
+
 def load_settings(project_dir: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Read ``fluvial.toml`` in *project_dir* (if any) and apply environment overrides."""
     env = os.environ if env is None else env
@@ -427,6 +477,7 @@ def load_settings(project_dir: Path | None, env: Mapping[str, str] | None = None
             continue
         section, _, key = var[len(ENV_PREFIX) :].partition("__")
         merged.setdefault(section.lower(), {})[key.lower()] = value
+    apply_backend(merged)
     return _build(merged, "environment")
 
 

@@ -1,7 +1,8 @@
 """The lake's catalog: Iceberg tables in a SQL catalog (our Glue Data Catalog).
 
 The catalog is pyiceberg's ``SqlCatalog``: a SQLite file in the project's data dir by
-default (``<data_dir>/lake_catalog.db``), PostgreSQL when ``[lake] catalog_uri`` says so.
+default (``<data_dir>/lake_catalog.db``), PostgreSQL when ``[lake] catalog_uri`` says so;
+or the AWS Glue Data Catalog with ``catalog_uri = "glue"`` (:mod:`fluvial.lake.glue`).
 Table data and metadata live in the warehouse: a folder (``<data_dir>/lake``) or an
 ``s3://`` URI. Several lakes can share one catalog database under different
 ``catalog_name`` values.
@@ -153,10 +154,13 @@ class Lake:
             raise NotFoundError(f"table '{name}' does not exist") from None
 
     def close(self) -> None:
-        """Release the catalog's database connections."""
+        """Release the catalog's database connections (or its Glue client)."""
         engine: Any = getattr(self.catalog, "engine", None)
         if engine is not None:
             engine.dispose()
+        glue: Any = getattr(self.catalog, "glue", None)
+        if glue is not None:
+            glue.close()
 
     def __enter__(self) -> Lake:
         return self
@@ -165,10 +169,16 @@ class Lake:
         self.close()
 
 
+#: ``[lake] catalog_uri`` naming the AWS Glue Data Catalog
+GLUE = "glue"
+
+
 def _catalog_uri(settings: LakeSettings, data_dir: Path) -> str:
     uri = settings.catalog_uri.strip()
     if not uri:
         return f"sqlite:///{data_dir / CATALOG_FILE}"
+    if uri.lower() in (GLUE, "glue://"):
+        return GLUE
     scheme = uri.partition("://")[0]
     if scheme in ("postgresql", "postgres"):
         # SQLAlchemy's plain postgresql:// means psycopg2; Fluvial's postgres extra is psycopg 3
@@ -176,7 +186,7 @@ def _catalog_uri(settings: LakeSettings, data_dir: Path) -> str:
     if scheme == "postgresql+psycopg" or scheme.startswith("sqlite"):
         return uri
     raise ConfigError(
-        f"lake.catalog_uri: expected sqlite:///… or postgresql+psycopg://…, found {uri!r}"
+        f"lake.catalog_uri: expected sqlite:///…, postgresql+psycopg://… or glue, found {uri!r}"
     )
 
 
@@ -200,7 +210,8 @@ def open_lake(project: Project, *, catalog_name: str | None = None) -> Lake:
 
     Raises:
         ConfigError: the catalog URI or warehouse is malformed.
-        MissingDependencyError: PostgreSQL is configured without ``fluvial[postgres]``.
+        MissingDependencyError: PostgreSQL is configured without ``fluvial[postgres]``, or
+            Glue without ``fluvial[aws]``.
     """
     from pyiceberg.catalog.sql import SqlCatalog
 
@@ -211,12 +222,24 @@ def open_lake(project: Project, *, catalog_name: str | None = None) -> Lake:
             import psycopg  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError("psycopg", "postgres") from exc
+    aws = project.settings.aws
     io_properties: dict[str, str] = {}
-    if settings.s3_endpoint:
-        io_properties["s3.endpoint"] = settings.s3_endpoint
-    if settings.s3_region:
-        io_properties["s3.region"] = settings.s3_region
+    endpoint = settings.s3_endpoint or (aws.endpoint_url if uri == GLUE else "")
+    region = settings.s3_region or (aws.region if uri == GLUE else "")
+    if endpoint:
+        io_properties["s3.endpoint"] = endpoint
+    if region:
+        io_properties["s3.region"] = region
     warehouse = _warehouse(settings, project.data_dir)
+    if uri == GLUE:
+        lake = Lake(
+            _glue_catalog(project, catalog_name, warehouse, io_properties),
+            warehouse,
+            zones(settings),
+            io_properties,
+        )
+        lake.ensure_namespaces()
+        return lake
     try:
         catalog = SqlCatalog(
             catalog_name or settings.catalog_name, uri=uri, warehouse=warehouse, **io_properties
@@ -226,3 +249,28 @@ def open_lake(project: Project, *, catalog_name: str | None = None) -> Lake:
     lake = Lake(catalog, warehouse, zones(settings), io_properties)
     lake.ensure_namespaces()
     return lake
+
+
+def _glue_catalog(
+    project: Project, catalog_name: str | None, warehouse: str, io_properties: dict[str, str]
+) -> Catalog:
+    """pyiceberg's Glue catalog with zones as ``<resource_prefix>_<zone>`` databases."""
+    from fluvial._deps import require
+
+    require("boto3", "aws")
+    from fluvial.lake.glue import ZoneGlueCatalog
+
+    aws = project.settings.aws
+    properties = {"warehouse": warehouse, "glue.region": aws.region, **io_properties}
+    if aws.endpoint_url:
+        properties["glue.endpoint"] = aws.endpoint_url
+    if aws.profile:
+        properties["glue.profile-name"] = aws.profile
+    try:
+        return ZoneGlueCatalog(
+            catalog_name or project.settings.lake.catalog_name,
+            prefix=aws.resource_prefix,
+            **properties,
+        )
+    except Exception as exc:  # botocore's errors (a profile that does not exist, …)
+        raise ConfigError(f"cannot open the Glue Data Catalog: {exc}") from exc
