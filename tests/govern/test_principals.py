@@ -36,6 +36,7 @@ def test_key_is_shown_once_and_stored_only_as_its_hash(store: PrincipalStore) ->
         hashes = [r[0] for r in conn.execute("SELECT sha256 FROM api_keys")]
     assert hashes == [hash_key(secret)]
     assert store.db.path.stat().st_mode & 0o077 == 0  # owner only
+    assert store.db.path.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_names_are_checked_and_unique_across_principals_and_roles(store: PrincipalStore) -> None:
@@ -156,3 +157,11 @@ def test_two_stores_share_one_database(project: Project) -> None:
     assert second.authenticate(secret).name == "frank"
     second.disable("frank")
     assert first.get("frank").disabled
+
+
+def test_govern_folder_is_closed_even_when_the_audit_log_made_it(project: Project) -> None:
+    open_audit(project).append("query", "x", sql="SELECT 1")  # makes the folder, 0755
+    folder = project.data_dir / "govern"
+    assert folder.stat().st_mode & 0o077
+    open_principals(project)
+    assert folder.stat().st_mode & 0o777 == 0o700

@@ -113,10 +113,10 @@ def now() -> str:
 
 
 def govern_dir(project: Project) -> Path:
-    """``<data_dir>/govern``, created owner-only on first use."""
+    """``<data_dir>/govern``, owner-only (the audit log, keys and policies are in it)."""
     path = project.data_dir / "govern"
-    if not path.exists():
-        path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:  # e.g. made by the audit log first: close it again
         os.chmod(path, 0o700)
     return path
 
