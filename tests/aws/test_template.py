@@ -433,3 +433,75 @@ def test_narrow_column_grants_by_filters_and_masks() -> None:
         # granted a, b, c; the filter includes b, c, d; c is masked: b, on rows a > 1
         Grant("ops", "raw.events", ("SELECT",), data_filter=DataFilter("f1", "a > 1", ("b",))),
     ]
+
+
+def test_tags_and_tag_grants_become_lf_tags(tmp_path: Path) -> None:
+    """Tags become LF-Tags on their database, table or column; a positive tag grant an
+    LF-Tag policy grant per conjunction; a negating one is left out; a tag grant reaching a
+    table a filter narrows for its grantee is refused."""
+    import pyarrow as pa
+
+    from fluvial.govern.policy import open_policy
+    from fluvial.lake.catalog import open_lake
+
+    project = Project.init(tmp_path / "p")
+    cols = ["user_id", "email", "country"]
+    with open_lake(project) as lake:
+        lake.create_table("curated.dim_users", pa.schema([(c, pa.string()) for c in cols]))
+    policy = open_policy(project)
+    for role in ("sales", "privacy", "careful"):
+        policy.principals.create_role(role)
+    policy.tag("curated", key="domain", value="sales")
+    policy.tag("curated.dim_users", column="email", key="pii", value="email")
+    policy.grant_on_tags("domain=sales OR pii IN (email, phone)", ["SELECT"], to="sales")
+    policy.grant_on_tags("pii=*", ["SELECT", "DESCRIBE"], to="privacy", grant_option=True)
+    policy.grant_on_tags("domain=sales AND pii!=*", ["SELECT"], to="careful")
+    t = build_template(Project(project.root))
+    r = t["Resources"]
+    lf_tags = {
+        p["Properties"]["TagKey"]: p["Properties"]["TagValues"]
+        for p in of_type(t, "AWS::LakeFormation::Tag").values()
+    }
+    assert lf_tags == {"domain": ["sales"], "pii": ["email", "phone"]}
+    associations = sorted(
+        (
+            json.dumps(a["Properties"]["Resource"], sort_keys=True),
+            json.dumps(a["Properties"]["LFTags"]),
+        )
+        for a in of_type(t, "AWS::LakeFormation::TagAssociation").values()
+    )
+    assert len(associations) == 2
+    assert (
+        '"ColumnNames": ["email"]' in associations[1][0]
+        or '"ColumnNames": ["email"]' in associations[0][0]
+    )
+
+    def policies(role: str) -> list[tuple[list[Any], list[str], list[str]]]:
+        return [
+            (
+                p["Properties"]["Resource"]["LFTagPolicy"]["Expression"],
+                p["Properties"]["Permissions"],
+                p["Properties"]["PermissionsWithGrantOption"],
+            )
+            for k, p in r.items()
+            if k.startswith(role) and "TagGrant" in k
+        ]
+
+    assert policies("QuerySalesRole") == [
+        ([{"TagKey": "domain", "TagValues": ["sales"]}], ["SELECT"], []),
+        ([{"TagKey": "pii", "TagValues": ["email", "phone"]}], ["SELECT"], []),
+    ]
+    # pii=*: every value the LF-Tag has (on objects or named by an expression)
+    assert policies("QueryPrivacyRole") == [
+        (
+            [{"TagKey": "pii", "TagValues": ["email", "phone"]}],
+            ["DESCRIBE", "SELECT"],
+            ["DESCRIBE", "SELECT"],
+        )
+    ]
+    assert "QueryCarefulRole" not in r  # NOT cannot be said in Lake Formation: nothing given
+    assert lint(t, tmp_path) == []
+    # the sales role's tag grant reaches dim_users; a filter there for sales is refused
+    policy.set_filter("sales_de", "sales", "curated.dim_users", "country = 'DE'")
+    with pytest.raises(UsageError, match="cannot narrow a tag grant"):
+        build_template(Project(project.root))

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluvial.aws.grants import DataFilter, Grant, project_grants
 from fluvial.aws.inventory import Inventory, inventory
+from fluvial.aws.tags import TagMirror, TagPolicy, project_tags
 
 if TYPE_CHECKING:
     from fluvial.project import Project
@@ -128,6 +129,7 @@ class _Builder:
         self.resources: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}
         self.last_grant: str | None = None
+        self.tag_keys: list[str] = []
 
     # ------------------------------------------------------------- names
     def stream_id(self, topic: str) -> str:
@@ -455,7 +457,7 @@ class _Builder:
             },
         ]
 
-    def roles(self, grants: list[Grant]) -> None:
+    def roles(self, grants: list[Grant], tags: TagMirror) -> None:
         inv = self.inv
         zone_names = list(inv.zones)
         lf_data = {"Effect": "Allow", "Action": ["lakeformation:GetDataAccess"], "Resource": "*"}
@@ -507,18 +509,26 @@ class _Builder:
         for zone in zone_names:
             self.zone_permissions(batch, zone, write=zone in written)
             self.zone_permissions(maintenance, zone, write=True)
-        self.query_roles(grants, lf_data)
+        self.query_roles(grants, tags, lf_data)
 
-    def query_roles(self, grants: list[Grant], lf_data: dict[str, Any]) -> None:
+    def query_roles(self, grants: list[Grant], tags: TagMirror, lf_data: dict[str, Any]) -> None:
         by_principal: dict[str, list[Grant]] = {}
         for g in grants:
             if g.zone in self.inv.zones:
                 by_principal.setdefault(g.principal, []).append(g)
+        by_tags: dict[str, list[TagPolicy]] = {}
+        for policy in tags.policies:
+            by_tags.setdefault(policy.principal, []).append(policy)
+            by_principal.setdefault(policy.principal, [])
+        tagged_zones = {obj.partition(".")[0] for obj, _, _ in tags.associations}
         workgroup = _sub(
             f"arn:${{AWS::Partition}}:athena:${{AWS::Region}}:${{AWS::AccountId}}:workgroup/{self.inv.prefix}"
         )
         for principal, held in sorted(by_principal.items()):
-            dbs = sorted({self.database(g.zone) for g in held})
+            zones = {g.zone for g in held}
+            if principal in by_tags:  # tag grants reach the tagged zones
+                zones |= tagged_zones & set(self.inv.zones)
+            dbs = sorted(self.database(z) for z in zones)
             glue = [_sub("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:catalog")]
             for db in dbs:
                 glue += [
@@ -548,6 +558,8 @@ class _Builder:
                     lf_data,
                 ],
             )
+            for i, policy in enumerate(by_tags.get(principal, [])):
+                self.tag_grant(role, i, policy)
             for i, g in enumerate(held):
                 self.grant(role, i, g)
 
@@ -596,6 +608,78 @@ class _Builder:
             DependsOn=depends,
         )
 
+    def tag_id(self, key: str) -> str:
+        return f"LfTag{sorted(self.tag_keys).index(key) + 1}"
+
+    def lf_tags(self, tags: TagMirror) -> None:
+        """The LF-Tags (one per key, with every value used) and their associations."""
+        self.tag_keys = list(tags.tags)
+        for key, values in tags.tags.items():
+            self.add(
+                self.tag_id(key),
+                "AWS::LakeFormation::Tag",
+                {"CatalogId": ACCOUNT, "TagKey": key, "TagValues": list(values)},
+            )
+        by_object: dict[str, list[tuple[str, str]]] = {}
+        for obj, key, value in tags.associations:
+            by_object.setdefault(obj, []).append((key, value))
+        for i, (obj, pairs) in enumerate(sorted(by_object.items())):
+            zone, _, rest = obj.partition(".")
+            if zone not in self.inv.zones:
+                continue
+            table, _, column = rest.partition(".")
+            db = self.database(zone)
+            resource: dict[str, Any]
+            if not table:
+                resource = {"Database": {"CatalogId": ACCOUNT, "Name": db}}
+            elif not column:
+                resource = {"Table": {"CatalogId": ACCOUNT, "DatabaseName": db, "Name": table}}
+            else:
+                resource = {
+                    "TableWithColumns": {
+                        "CatalogId": ACCOUNT,
+                        "DatabaseName": db,
+                        "Name": table,
+                        "ColumnNames": [column],
+                    }
+                }
+            self.add(
+                f"LfTagAssociation{i + 1}",
+                "AWS::LakeFormation::TagAssociation",
+                {
+                    "Resource": resource,
+                    "LFTags": [
+                        {"CatalogId": ACCOUNT, "TagKey": k, "TagValues": [v]} for k, v in pairs
+                    ],
+                },
+                DependsOn=[
+                    logical_id(zone, "database"),
+                    *sorted({self.tag_id(k) for k, _ in pairs}),
+                ],
+            )
+
+    def tag_grant(self, role: str, index: int, policy: TagPolicy) -> None:
+        self.add(
+            logical_id(role, "tag", "grant", str(index + 1)),
+            LF_PERMISSIONS,
+            {
+                "Catalog": ACCOUNT,
+                "Principal": {"DataLakePrincipalIdentifier": _arn(role)},
+                "Resource": {
+                    "LFTagPolicy": {
+                        "CatalogId": ACCOUNT,
+                        "ResourceType": "TABLE",
+                        "Expression": [
+                            {"TagKey": k, "TagValues": list(v)} for k, v in policy.expression
+                        ],
+                    }
+                },
+                "Permissions": list(policy.privileges),
+                "PermissionsWithGrantOption": list(policy.grantable),
+            },
+            DependsOn=sorted({self.tag_id(k) for k, _ in policy.expression}),
+        )
+
     def data_filter(self, zone: str, table: str, f: DataFilter) -> str:
         """A data cells filter of ``zone.table``; its logical id."""
         db = self.database(zone)
@@ -624,15 +708,20 @@ class _Builder:
         return logical
 
 
-def build_template(project: Project, grants: Iterable[Grant] | None = None) -> dict[str, Any]:
+def build_template(
+    project: Project, grants: Iterable[Grant] | None = None, tags: TagMirror | None = None
+) -> dict[str, Any]:
     """The CloudFormation template of *project*'s deployment (*grants* default to
-    :func:`project_grants`)."""
+    :func:`~fluvial.aws.grants.project_grants`, *tags* to
+    :func:`~fluvial.aws.tags.project_tags`)."""
     inv = inventory(project)
     b = _Builder(inv, project)
+    mirror = project_tags(project) if tags is None else tags
     b.streams()
     b.lake()
     b.store()
-    b.roles(list(project_grants(project) if grants is None else grants))
+    b.lf_tags(mirror)
+    b.roles(list(project_grants(project) if grants is None else grants), mirror)
     name = project.settings.project.name
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
