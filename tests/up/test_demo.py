@@ -29,6 +29,12 @@ def test_demo_runs_the_platform_to_completion(
     assert code == 0, out
     summary = json.loads(out)
     project = Project(root)
+    # the dashboard asks for an API key: the bootstrap admin's is in an owner-only file
+    from fluvial.govern.principals import ADMIN_KEY_FILE, open_principals
+
+    admin_key = project.data_dir / "govern" / ADMIN_KEY_FILE
+    assert admin_key.stat().st_mode & 0o777 == 0o600
+    assert open_principals(project).authenticate(admin_key.read_text().strip()).admin
     # every event ends in exactly one place: the events or the failed-events topic
     assert summary["sent"] == 2000
     assert summary["accepted"] + summary["rejected"] == 2000 and summary["rejected"] > 0

@@ -221,6 +221,17 @@ def _queries(project: Project) -> dict[str, list[dict[str, Any]]]:
     return results
 
 
+def _admin_key_file(project: Project) -> Path:
+    """Where the bootstrap admin's API key is (created now if the project has no admin):
+    the dashboard and the API ask for it."""
+    from fluvial.govern.principals import open_principals
+
+    store = open_principals(project)
+    store.bootstrap()
+    assert store.key_file is not None
+    return store.key_file
+
+
 def run_demo(
     root: Path,
     *,
@@ -245,6 +256,7 @@ def run_demo(
 
     project = create_example(root, reset=reset)
     _, secret = KeyStore.for_project(project).create("demo")
+    admin_key = _admin_key_file(project)
     host = "127.0.0.1"
     port = port or _free_port(host)
     supervisor = build_supervisor(project, host=host, port=port, env=DEMO_ENV, on_event=say)
@@ -273,7 +285,8 @@ def run_demo(
                 console.print(
                     f"[bold]Fluvial demo[/] in {project.root}: dashboard [bold]{url}/[/], "
                     f"API {url}/api/docs, metrics {url}/metrics; posting {events:,} events"
-                    + (f" at {rate:,.0f}/s" if rate > 0 else ""),
+                    + (f" at {rate:,.0f}/s" if rate > 0 else "")
+                    + f"\nsign in with the admin API key in {admin_key}",
                     highlight=False,
                 )
             delivery = post_to_collector(
