@@ -237,6 +237,23 @@ def test_forget_leaves_no_trace_and_keeps_everyone_else(project: Project) -> Non
     )
     events_before = log_events(project)
 
+    # orphans in raw.events' folder, as a crashed writer leaves them: the one holding the
+    # user must go, the other is left to maintenance
+    with open_lake(project) as lake:
+        raw = lake.table("raw.events")
+        data = raw.scan(limit=200).to_arrow()
+        location = Path(raw.location().removeprefix("file://")) / "data"
+    holding = data.slice(0, 1).set_column(
+        data.schema.get_field_index("user_id"), "user_id", pa.array([user])
+    )
+    orphan_user, orphan_other = location / "orphan-user.parquet", location / "orphan-other.parquet"
+    pq.write_table(holding, orphan_user)
+    others = data.filter(pc.invert(pc.is_in(data["user_id"], pa.array(sorted(ids)))))
+    others = others.filter(pc.invert(pc.is_in(others["anonymous_id"], pa.array(sorted(ids)))))
+    pq.write_table(others.slice(0, 5), orphan_other)
+    for orphan in (orphan_user, orphan_other):
+        os.utime(orphan, (1_700_000_000, 1_700_000_000))
+
     preview = forget(project, user, dry_run=True)
     assert set(preview.anonymous_ids) == devices
     assert count_lake(project) == lake_before  # a dry run changes nothing
@@ -285,6 +302,7 @@ def test_forget_leaves_no_trace_and_keeps_everyone_else(project: Project) -> Non
     )  # everyone else's records are untouched, at the same offsets
 
     assert traces(project, ids) == []
+    assert not orphan_user.exists() and orphan_other.exists()
 
     (record,) = list(open_audit(project).records(kind="forget"))
     assert record.principal == "admin"

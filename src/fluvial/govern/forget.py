@@ -200,15 +200,33 @@ def _count(table: Table, subject: Subject) -> tuple[int, dict[str, list[Any]], t
     return hits, subject.matching_text(data), subject.matched_by(data)
 
 
-def _purge_history(table: Table, started: float) -> int:
+def _holds(table: Table, uri: str, subject: Subject) -> bool:
+    """Whether the Parquet file at *uri* holds a row of *subject*."""
+    import pyarrow.parquet as pq
+
+    with table.io.new_input(uri).open() as f:
+        data = pq.read_table(f)
+    return bool(pc.any(subject.mask(data)).as_py())
+
+
+def _purge_history(table: Table, subject: Subject, started: float) -> int:
     """Expire every snapshot but the current one, delete what only they referenced, and
-    remove orphans written before *started*; return the files deleted."""
+    remove orphans written before *started*; return the files deleted.
+
+    An orphan data file is removed only when it holds the subject: a writer running
+    meanwhile may have written it and not committed it yet (its commit then fails and
+    is redone from the log, where the user is gone); other orphans are left to the
+    regular maintenance and its safety margin.
+    """
     from fluvial.lake.maintenance import expire_snapshots, remove_orphans
 
     expiry = expire_snapshots(table, older_than=datetime.now(UTC) + timedelta(seconds=1))
     age = timedelta(seconds=max(time.time() - started, 0.0))
-    orphans = remove_orphans(table, older_than=age)
-    return len(expiry.deleted_files) + len(orphans)
+    orphans = remove_orphans(table, older_than=age, dry_run=True)
+    doomed = [uri for uri in orphans if not uri.endswith(".parquet") or _holds(table, uri, subject)]
+    for uri in doomed:
+        table.io.delete(uri)
+    return len(expiry.deleted_files) + len(doomed)
 
 
 def _forget_lake(
@@ -246,7 +264,7 @@ def _forget_lake(
                     f"forget: {left} rows of the subject are still in '{name}' after the "
                     "delete; nothing else was changed in it"
                 )
-        report.files_deleted += _purge_history(table, started)
+        report.files_deleted += _purge_history(table, subject, started)
 
 
 # ---------------------------------------------------------------- the warehouse
