@@ -28,6 +28,7 @@ BENCHMARKS = (
     "bench_aws_sizes.py",
     "govern/bench_forget.py",
     "govern/bench_policy.py",
+    "govern/bench_enforcement.py",
 )
 
 

@@ -31,7 +31,7 @@ text, so what was checked is what runs.
 >>> g = govern("SELECT * FROM curated.users u", tables={"curated.users": ("id", "email", "phone")},
 ...            access=lambda t: access, relation=lambda t: f'hidden."{t}"', salt="", who="role a")
 >>> print(g.sql)
-SELECT * FROM (SELECT "id", CASE WHEN "email" IS NULL THEN NULL ELSE '****' END AS "email" FROM hidden."curated.users" WHERE id > 1) AS u
+SELECT * FROM (SELECT "id", CASE WHEN "email" IS NULL THEN NULL ELSE '****' END AS "email" FROM hidden."curated.users" WHERE (id > 1)) AS u
 >>> govern("SELECT phone FROM curated.users", tables={"curated.users": ("id", "email", "phone")},
 ...        access=lambda t: access, relation=str, salt="", who="role a")
 Traceback (most recent call last):
@@ -41,6 +41,8 @@ fluvial.errors.PermissionDeniedError: permission denied: column curated.users.ph
 
 from __future__ import annotations
 
+import difflib
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -160,6 +162,9 @@ class Context:
     columns: list[str] = field(default_factory=list)
     catalog_refs: list[exp.Table] = field(default_factory=list)
     cte_refs: set[int] = field(default_factory=set)
+    #: placeholder table name -> the governed subquery's SQL
+    relations: dict[str, str] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,7 @@ def _catalog_name(table: exp.Table, ctx: Context) -> str:
         raise SqlError(f"lake tables are named zone.table; found {table.sql('duckdb')}")
     name = f"{table.db}.{table.name}"
     if name not in ctx.tables:
-        hint = did_you_mean(name, ctx.tables) if hasattr(ctx.tables, "keys") else ""
+        hint = did_you_mean(name, ctx.tables)
         raise SqlError(f"table {name} does not exist{hint}", source="sql")
     return name
 
@@ -283,7 +288,9 @@ def resolve_tables(tree: exp.Expr, ctx: Context) -> exp.Expr:
         if not isinstance(target, exp.Identifier):
             raise UnsupportedSqlError(f"unsupported table reference {table.sql('duckdb')}")
         if not table.db:
-            hint = did_you_mean(table.name, [t for t in ctx.tables if t.endswith("." + table.name)])
+            shorts = {t.partition(".")[2]: t for t in ctx.tables}
+            close = difflib.get_close_matches(table.name, list(shorts), n=1)
+            hint = f"; did you mean '{shorts[close[0]]}'?" if close else ""
             raise SqlError(
                 f"table {table.name} does not exist: lake tables are named zone.table{hint}",
                 source="sql",
@@ -330,8 +337,22 @@ def _read(ctx: Context, table: str, column: str) -> None:
 
 
 def check_columns(tree: exp.Expr, ctx: Context) -> exp.Expr:
-    """A denied column referenced anywhere is refused, with the policy's reason."""
+    """A denied column referenced anywhere is refused, with the policy's reason.
+
+    A query that names no denied column anywhere (no identifier spelled like one) needs no
+    resolution: the governed subqueries lack those columns, so nothing can reach them.
+    """
     if not ctx.accesses:
+        return tree
+    denied = {c.lower() for access in ctx.accesses.values() for c in access.denied}
+    named = [i.name.lower() for i in tree.find_all(exp.Identifier)]
+    if not denied.intersection(named):
+        star = any(True for _ in tree.find_all(exp.Star))
+        for table, access in ctx.accesses.items():
+            readable = {c.lower(): c for c in access.columns}
+            read = access.columns if star else [readable[n] for n in named if n in readable]
+            for name in read:
+                _read(ctx, table, name)
         return tree
     zones: dict[str, dict[str, dict[str, str]]] = {}
     for name in ctx.accesses:
@@ -394,7 +415,9 @@ def _check_names(tree: exp.Expr, ctx: Context, cause: Exception) -> exp.Expr:
     return tree
 
 
-def _governed_relation(name: str, ctx: Context) -> exp.Select:
+def _governed_relation(name: str, ctx: Context) -> str:
+    """The SQL of *name* as the principal may see it: readable columns (masked ones as
+    their mask) of the rows the filter keeps."""
     access = ctx.accesses[name]
     if not access.columns:
         raise PermissionDeniedError(f"table {name}: no readable column for {ctx.who}")
@@ -405,30 +428,34 @@ def _governed_relation(name: str, ctx: Context) -> exp.Select:
         projections.append(f"{mask.sql(q, salt=ctx.salt)} AS {q}" if mask else q)
     sql = f"SELECT {', '.join(projections)} FROM {ctx.relation(name)}"
     if access.row_filter:
-        sql += f" WHERE {access.row_filter}"
-    relation = sqlglot.parse_one(sql, dialect="duckdb")
-    assert isinstance(relation, exp.Select)
-    for table in relation.find_all(exp.Table):
-        table.meta["governed"] = True
-    return relation
+        sql += f" WHERE ({access.row_filter})"
+    return sql
 
 
 def govern_tables(tree: exp.Expr, ctx: Context) -> exp.Expr:
-    """Each catalog table reference becomes its governed subquery."""
+    """Each catalog table reference becomes its governed subquery.
+
+    The reference is replaced by a placeholder table with a name no user can know (a
+    per-query random token), which :func:`govern` swaps for the subquery's SQL once the
+    tree is generated: the policy's filter and masks are never re-parsed per query.
+    """
     unaliased: set[tuple[str, str]] = set()
-    for table in ctx.catalog_refs:
+    for number, table in enumerate(ctx.catalog_refs):
+        if table is tree:
+            raise UnsupportedSqlError("a bare table is not a query")
         name = f"{table.db}.{table.name}"
         alias = table.args.get("alias")
         if not alias:
             alias = exp.TableAlias(this=exp.to_identifier(table.name, quoted=True))
             unaliased.add((table.db, table.name))
-        subquery = exp.Subquery(this=_governed_relation(name, ctx), alias=alias.copy())
+        placeholder = f"_fluvial_{ctx.token}_{number}"
+        governed = exp.Table(this=exp.to_identifier(placeholder, quoted=True), alias=alias)
         for arg in _CARRIED[1:]:
             if table.args.get(arg):
-                subquery.set(arg, table.args[arg])
-        if table is tree:
-            raise UnsupportedSqlError("a bare table is not a query")
-        table.replace(subquery)
+                governed.set(arg, table.args[arg])
+        governed.meta["governed"] = True
+        ctx.relations[placeholder] = _governed_relation(name, ctx)
+        table.replace(governed)
     for column in list(tree.find_all(exp.Column)):
         db = column.args.get("db")
         if db is not None and (db.name.lower(), column.table.lower()) in unaliased:
@@ -488,4 +515,10 @@ def govern(
     tree = parse(sql)
     for rule in RULES:
         tree = rule(tree, ctx)
-    return Governed(tree.sql(dialect="duckdb"), tuple(ctx.accesses), tuple(ctx.columns))
+    text = tree.sql(dialect="duckdb")
+    for placeholder, governed in ctx.relations.items():
+        quoted = quote(placeholder)
+        if text.count(quoted) != 1:  # cannot happen: the token is random per query
+            raise UnsupportedSqlError("the query could not be governed")
+        text = text.replace(quoted, f"({governed})")
+    return Governed(text, tuple(ctx.accesses), tuple(ctx.columns))
