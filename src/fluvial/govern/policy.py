@@ -2,8 +2,12 @@
 
 :class:`PolicyStore` keeps them in the governance database beside the principals and
 answers :meth:`~PolicyStore.access` (the :class:`~fluvial.govern.model.AccessResolver`
-protocol) for the query enforcement point. Objects are named ``zone`` (a namespace: a
-lake zone, or ``marts`` for the warehouse), ``zone.table`` or ``zone.table.column``. How the pieces combine is in
+protocol) for the query enforcement point. Grants, checks and access are here; tags and
+tag grants in :mod:`fluvial.govern.tagging`, data filters and masks in
+:mod:`fluvial.govern.narrowing`, names and records in :mod:`fluvial.govern.objects`.
+
+Objects are named ``zone`` (a namespace: a lake zone, or ``marts`` for the warehouse),
+``zone.table`` or ``zone.table.column``. How the pieces combine is in
 :mod:`fluvial.govern.access` and docs/adr/0007-access-policies.md.
 
 Changes take an acting principal (``by``): an admin may change anything; anyone else may
@@ -36,28 +40,38 @@ fluvial.errors.PermissionDeniedError: permission denied: no SELECT on table cura
 from __future__ import annotations
 
 import builtins
-import os
-import secrets
-import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
-from fluvial.errors import NotFoundError, PermissionDeniedError, UsageError, did_you_mean
-from fluvial.govern._db import govern_dir, now
+from fluvial.errors import NotFoundError, PermissionDeniedError, UsageError
+from fluvial.govern._db import now
+from fluvial.govern._policy_base import MARTS, SALT_FILE
 from fluvial.govern.access import Slice, combine
-from fluvial.govern.audit import AuditLog, open_audit
-from fluvial.govern.model import MASK_KINDS, PRIVILEGES, Mask, Principal, TableAccess
-from fluvial.govern.principals import PrincipalStore, open_principals
-from fluvial.govern.row_filter import check_row_filter
+from fluvial.govern.audit import open_audit
+from fluvial.govern.model import PRIVILEGES, Mask, Principal, TableAccess
+from fluvial.govern.narrowing import FilterMaskPolicies
+from fluvial.govern.objects import (
+    ColumnMask,
+    Grant,
+    ObjectRef,
+    RowFilter,
+    Tag,
+    TagGrant,
+    actor_name,
+    parse_privileges,
+)
+from fluvial.govern.principals import open_principals
+from fluvial.govern.tagging import TagPolicies
 from fluvial.govern.tags import TagExpression
 
 if TYPE_CHECKING:
     from fluvial.project import Project
 
 __all__ = [
+    "MARTS",
+    "SALT_FILE",
     "ColumnMask",
     "Grant",
     "ObjectRef",
@@ -68,281 +82,9 @@ __all__ = [
     "open_policy",
 ]
 
-SALT_FILE = "mask.salt"
-#: the warehouse's namespace: its marts are governed like lake tables
-MARTS = "marts"
 
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """A namespace (``zone``), a table (``zone.table``) or a column (``zone.table.col``).
-
-    >>> ObjectRef.parse("curated.dim_users.email").kind, str(ObjectRef.parse("raw"))
-    ('column', 'raw')
-    """
-
-    namespace: str
-    table: str = ""
-    column: str = ""
-
-    @classmethod
-    def parse(cls, text: str) -> ObjectRef:
-        """Split a dotted name; a column may itself contain dots (``parent.child``)."""
-        parts = text.strip().split(".", 2)
-        if not all(parts):
-            raise UsageError(
-                f"expected a namespace, table or column like 'curated', 'curated.dim_users' or "
-                f"'curated.dim_users.email'; found {text!r}"
-            )
-        return cls(*parts)
-
-    @property
-    def kind(self) -> str:
-        return "column" if self.column else "table" if self.table else "namespace"
-
-    @property
-    def table_name(self) -> str:
-        return f"{self.namespace}.{self.table}"
-
-    def covers(self) -> list[tuple[str, str, str]]:
-        """This object and every object containing it, as (namespace, table, column)."""
-        found = [(self.namespace, "", "")]
-        if self.table:
-            found.append((self.namespace, self.table, ""))
-        if self.column:
-            found.append((self.namespace, self.table, self.column))
-        return found
-
-    def __str__(self) -> str:
-        return ".".join(p for p in (self.namespace, self.table, self.column) if p)
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One privilege on one object for one grantee (a principal or a role)."""
-
-    id: int
-    grantee: str
-    grantee_kind: str
-    privilege: str
-    object: str
-    object_kind: str
-    grant_option: bool
-    granted_by: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class TagGrant:
-    """Privileges on every object whose tags match *expression*."""
-
-    id: int
-    expression: str
-    privilege: str
-    grantee: str
-    grant_option: bool
-    granted_by: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class Tag:
-    """One tag on a namespace, table or column."""
-
-    object: str
-    key: str
-    value: str
-
-
-@dataclass(frozen=True)
-class RowFilter:
-    """A named data filter: *grantee*'s grants on *table* narrowed to rows and columns."""
-
-    name: str
-    grantee: str
-    table: str
-    row_filter: str | None
-    include: tuple[str, ...] | None
-    exclude: tuple[str, ...] | None
-    created_by: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class ColumnMask:
-    """How *grantee* sees *column* of *table*."""
-
-    grantee: str
-    table: str
-    column: str
-    mask: Mask
-
-
-def _privileges(privileges: Iterable[str] | str) -> list[str]:
-    if isinstance(privileges, str):
-        privileges = privileges.replace(",", " ").split()
-    out: list[str] = []
-    for raw in privileges:
-        p = raw.strip().upper()
-        if p == "ALL":
-            out += [x for x in PRIVILEGES if x not in out]
-        elif p in PRIVILEGES:
-            out += [p] if p not in out else []
-        else:
-            raise UsageError(
-                f"unknown privilege {raw!r}; expected ALL or one of {', '.join(PRIVILEGES)}"
-                f"{did_you_mean(p, PRIVILEGES)}"
-            )
-    if not out:
-        raise UsageError(f"name at least one privilege: ALL or {', '.join(PRIVILEGES)}")
-    return out
-
-
-def _actor(by: Principal | None) -> str | None:
-    return by.name if by is not None else None
-
-
-class PolicyStore:
+class PolicyStore(TagPolicies, FilterMaskPolicies):
     """A project's access policies; implements :class:`~fluvial.govern.model.AccessResolver`."""
-
-    def __init__(self, principals: PrincipalStore, audit: AuditLog, project: Project) -> None:
-        self.principals = principals
-        self.db = principals.db
-        self.audit = audit
-        self.project = project
-        self._salt: str | None = None
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    @property
-    def salt(self) -> str:
-        """The project's secret salt for ``hash`` masks (created on first use, mode 0600)."""
-        if self._salt is None:
-            path = govern_dir(self.project) / SALT_FILE
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as out:
-                    out.write(secrets.token_hex(32))
-            self._salt = path.read_text().strip()
-        return self._salt
-
-    def table_columns(self, table: str) -> list[str]:
-        """The top-level columns of *table*: a lake table, or ``marts.<name>`` in the
-        warehouse. Raises NotFoundError (with a suggestion)."""
-        ref = ObjectRef.parse(table)
-        if ref.namespace == MARTS:
-            return self._mart_columns(ref.table)
-        from fluvial.lake.catalog import open_lake
-
-        with open_lake(self.project) as lake:
-            return [f.name for f in lake.table(table).schema().fields]
-
-    def _mart_columns(self, name: str) -> list[str]:
-        import duckdb
-
-        from fluvial.batch.warehouse import warehouse_path
-
-        path = warehouse_path(self.project)
-        rows: list[tuple[str, str]] = []
-        if path.exists():
-            try:
-                with duckdb.connect(str(path), read_only=True) as con:
-                    rows = con.execute(
-                        "SELECT table_name, column_name FROM duckdb_columns() WHERE "
-                        "schema_name = 'marts' ORDER BY table_name, column_index"
-                    ).fetchall()
-            except duckdb.IOException as exc:
-                raise UsageError(
-                    f"the warehouse {path} is being written by a batch run; try again ({exc})"
-                ) from None
-        columns = [c for t, c in rows if t == name]
-        if not columns:
-            marts = sorted({f"{MARTS}.{t}" for t, _ in rows})
-            raise NotFoundError(
-                f"table '{MARTS}.{name}' does not exist{did_you_mean(f'{MARTS}.{name}', marts)}"
-            )
-        return columns
-
-    def _zone(self, namespace: str) -> None:
-        from fluvial.lake.zones import zones
-
-        known = [*zones(self.project.settings.lake), MARTS]
-        if namespace not in known:
-            raise NotFoundError(
-                f"there is no zone '{namespace}' (zones: {', '.join(known)})"
-                f"{did_you_mean(namespace, known)}"
-            )
-
-    def _object(self, text: str, table_columns: Sequence[str] | None = None) -> ObjectRef:
-        ref = ObjectRef.parse(text)
-        self._zone(ref.namespace)
-        if ref.column:
-            known = (
-                list(table_columns)
-                if table_columns is not None
-                else self.table_columns(ref.table_name)
-            )
-            if ref.column not in known:
-                raise NotFoundError(
-                    f"column '{ref.column}' is not in '{ref.table_name}'{did_you_mean(ref.column, known)}"
-                )
-        return ref
-
-    def _table(self, table: str) -> ObjectRef:
-        ref = self._object(table)
-        if ref.kind != "table":
-            raise UsageError(f"expected a table like 'curated.dim_users', found {table!r}")
-        return ref
-
-    def _record(self, by: Principal | None, action: str, **data: object) -> None:
-        self.audit.append("policy", _actor(by), action=action, **data)
-
-    def _deny(self, by: Principal, action: str, message: str) -> PermissionDeniedError:
-        """A refused change: audited (as CloudTrail logs AccessDenied), then raised."""
-        error = PermissionDeniedError(message)
-        self.audit.append("policy", by.name, action=action, decision="deny", reason=str(error))
-        return error
-
-    def _require_admin(self, by: Principal | None, action: str, doing: str) -> None:
-        if by is not None and not by.admin:
-            raise self._deny(
-                by, action, f"{doing} needs the admin role, which {by.name} does not hold"
-            )
-
-    @staticmethod
-    def _grantees(principal: Principal) -> list[str]:
-        return [principal.name, *sorted(principal.roles)]
-
-    @staticmethod
-    def _in(values: Sequence[str]) -> str:
-        return ",".join("?" * len(values))
-
-    def _tags_under(
-        self, conn: sqlite3.Connection, namespace: str, table: str = ""
-    ) -> dict[tuple[str, str], dict[str, str]]:
-        """Tags of the namespace, of *table* and of its columns, keyed by (table, column)."""
-        found: dict[tuple[str, str], dict[str, str]] = {}
-        for row in conn.execute(
-            "SELECT tbl, col, key, value FROM tags WHERE namespace = ? AND tbl IN ('', ?)",
-            (namespace, table),
-        ):
-            found.setdefault((row["tbl"], row["col"]), {})[row["key"]] = row["value"]
-        return found
-
-    @staticmethod
-    def _effective(
-        tags: dict[tuple[str, str], dict[str, str]], table: str, column: str
-    ) -> dict[str, str]:
-        """Tags an object inherits: namespace, then table, then column (the closest wins)."""
-        out = dict(tags.get(("", ""), {}))
-        if table:
-            out.update(tags.get((table, ""), {}))
-        if column:
-            out.update(tags.get((table, column), {}))
-        return out
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -385,7 +127,7 @@ class PolicyStore:
 
     def check(self, principal: Principal, privilege: str, object: str) -> None:
         """Raise PermissionDeniedError unless *principal* holds *privilege* on *object*."""
-        (wanted,) = _privileges([privilege])
+        (wanted,) = parse_privileges([privilege])
         ref = ObjectRef.parse(object)
         if wanted not in self._held(principal, ref, with_option=False):
             raise PermissionDeniedError(
@@ -441,7 +183,7 @@ class PolicyStore:
             PermissionDeniedError: *by* lacks the privileges with grant option.
             NotFoundError: an unknown zone, column, principal or role.
         """
-        privs = _privileges(privileges)
+        privs = parse_privileges(privileges)
         refs = self._targets(on, columns, table_columns)
         self.principals.kind_of(to)
         self._may_grant(by, privs, refs)
@@ -460,7 +202,7 @@ class PolicyStore:
                             ref.table,
                             ref.column,
                             int(grant_option),
-                            _actor(by),
+                            actor_name(by),
                             now(),
                         ),
                     )
@@ -494,7 +236,7 @@ class PolicyStore:
         Raises:
             NotFoundError: the grantee held none of them there.
         """
-        privs = _privileges(privileges)
+        privs = parse_privileges(privileges)
         refs = self._targets(on, columns, table_columns)
         self._may_grant(by, privs, refs, "revoke")
         changed = 0
@@ -554,309 +296,6 @@ class PolicyStore:
                 )
             )
         return out
-
-    # -- tags ------------------------------------------------------------------------------
-
-    def tag(
-        self,
-        table: str,
-        column: str | None = None,
-        *,
-        key: str,
-        value: str,
-        table_columns: Sequence[str] | None = None,
-        by: Principal | None = None,
-    ) -> None:
-        """Tag a namespace (*table* = ``zone``), a table, or one of its columns with key=value.
-
-        A column must exist: *table_columns* are the table's (read from the lake when omitted).
-        """
-        self._require_admin(by, "tag", "tagging")
-        ref = self._object(f"{table}.{column}" if column else table, table_columns)
-        for what, text in (("key", key), ("value", value)):
-            if not text or any(c in text for c in "=!(),*'\n") or text.strip() != text:
-                raise UsageError(
-                    f"a tag {what} has no spaces at its ends nor = ! ( ) , * ' ; found {text!r}"
-                )
-        with self.db.write() as conn:
-            conn.execute(
-                "INSERT INTO tags (namespace, tbl, col, key, value) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (namespace, tbl, col, key) DO UPDATE SET value = excluded.value",
-                (ref.namespace, ref.table, ref.column, key, value),
-            )
-        self._record(by, "tag", object=str(ref), key=key, value=value)
-
-    def untag(
-        self, table: str, column: str | None = None, *, key: str, by: Principal | None = None
-    ) -> None:
-        """Remove tag *key* from an object. Raises NotFoundError if it has none."""
-        self._require_admin(by, "untag", "untagging")
-        ref = ObjectRef.parse(f"{table}.{column}" if column else table)
-        with self.db.write() as conn:
-            gone = conn.execute(
-                "DELETE FROM tags WHERE namespace = ? AND tbl = ? AND col = ? AND key = ?",
-                (ref.namespace, ref.table, ref.column, key),
-            ).rowcount
-        if not gone:
-            raise NotFoundError(f"{ref} has no tag '{key}'")
-        self._record(by, "untag", object=str(ref), key=key)
-
-    def tags(self, object: str | None = None) -> builtins.list[Tag]:
-        """Every tag, or those on *object* and inside it."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT * FROM tags ORDER BY namespace, tbl, col, key").fetchall()
-        out = [
-            Tag(str(ObjectRef(r["namespace"], r["tbl"], r["col"])), r["key"], r["value"])
-            for r in rows
-        ]
-        if object is not None:
-            out = [t for t in out if t.object == object or t.object.startswith(object + ".")]
-        return out
-
-    def grant_on_tags(
-        self,
-        expression: str,
-        privileges: Iterable[str] | str,
-        *,
-        to: str,
-        grant_option: bool = False,
-        by: Principal | None = None,
-    ) -> builtins.list[TagGrant]:
-        """Grant *privileges* on every object whose tags match *expression* (now and later)."""
-        self._require_admin(by, "grant_on_tags", "granting on tags")
-        canonical = str(TagExpression.parse(expression))
-        privs = _privileges(privileges)
-        self.principals.kind_of(to)
-        with self.db.write() as conn:
-            for p in privs:
-                conn.execute(
-                    "INSERT INTO tag_grants (expression, privilege, grantee, grant_option, granted_by, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (expression, privilege, grantee) "
-                    "DO UPDATE SET grant_option = max(grant_option, excluded.grant_option)",
-                    (canonical, p, to, int(grant_option), _actor(by), now()),
-                )
-        self._record(
-            by,
-            "grant_on_tags",
-            expression=canonical,
-            privileges=privs,
-            to=to,
-            grant_option=grant_option,
-        )
-        return [
-            g
-            for g in self.tag_grants()
-            if g.expression == canonical and g.grantee == to and g.privilege in privs
-        ]
-
-    def revoke_on_tags(
-        self,
-        expression: str,
-        privileges: Iterable[str] | str,
-        *,
-        from_: str,
-        by: Principal | None = None,
-    ) -> int:
-        """Revoke a tag grant; returns how many privileges were revoked."""
-        self._require_admin(by, "revoke_on_tags", "revoking on tags")
-        canonical = str(TagExpression.parse(expression))
-        privs = _privileges(privileges)
-        with self.db.write() as conn:
-            gone = conn.execute(
-                f"DELETE FROM tag_grants WHERE expression = ? AND grantee = ? AND privilege IN ({self._in(privs)})",
-                (canonical, from_, *privs),
-            ).rowcount
-        if not gone:
-            raise NotFoundError(
-                f"{from_} holds no tag grant of {', '.join(privs)} on {canonical!r}"
-            )
-        self._record(by, "revoke_on_tags", expression=canonical, privileges=privs, to=from_)
-        return gone
-
-    def tag_grants(self) -> builtins.list[TagGrant]:
-        """Every tag grant."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT * FROM tag_grants ORDER BY id").fetchall()
-        return [
-            TagGrant(
-                r["id"],
-                r["expression"],
-                r["privilege"],
-                r["grantee"],
-                bool(r["grant_option"]),
-                r["granted_by"],
-                r["created_at"],
-            )
-            for r in rows
-        ]
-
-    # -- filters and masks -----------------------------------------------------------------
-
-    def set_filter(
-        self,
-        name: str,
-        role: str,
-        table: str,
-        row_filter: str | None = None,
-        include: Sequence[str] | None = None,
-        exclude: Sequence[str] | None = None,
-        *,
-        table_columns: Sequence[str] | None = None,
-        by: Principal | None = None,
-    ) -> RowFilter:
-        """Create or replace data filter *name*: *role*'s grants on *table* narrowed to the
-        rows where *row_filter* holds and to *include* (or all but *exclude*) columns.
-
-        *table_columns* are the table's columns (read from the lake when omitted).
-
-        Raises:
-            UsageError: the predicate does not parse, is not boolean, has a subquery or an
-                aggregate; both include and exclude; nothing to filter.
-            NotFoundError: an unknown table, column, principal or role.
-        """
-        self._require_admin(by, "set_filter", "setting a row filter")
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise UsageError(f"a filter name is letters, digits, '_' and '-'; found {name!r}")
-        ref = self._table(table)
-        known = list(table_columns) if table_columns is not None else self.table_columns(table)
-        if include is not None and exclude is not None:
-            raise UsageError(
-                "a filter lists the columns it includes or those it excludes, not both"
-            )
-        if row_filter is None and include is None and exclude is None:
-            raise UsageError("a filter needs a row filter, included columns or excluded columns")
-        for col in [*(include or ()), *(exclude or ())]:
-            if col not in known:
-                raise NotFoundError(f"column '{col}' is not in '{table}'{did_you_mean(col, known)}")
-        predicate = check_row_filter(row_filter, known) if row_filter is not None else None
-        self.principals.kind_of(role)
-        include_json = orjson.dumps(list(include)).decode() if include is not None else None
-        exclude_json = orjson.dumps(list(exclude)).decode() if exclude is not None else None
-        with self.db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO filters (name, grantee, namespace, tbl, row_filter, include, "
-                "exclude, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    role,
-                    ref.namespace,
-                    ref.table,
-                    predicate,
-                    include_json,
-                    exclude_json,
-                    _actor(by),
-                    now(),
-                ),
-            )
-        self._record(
-            by,
-            "set_filter",
-            name=name,
-            to=role,
-            table=table,
-            row_filter=predicate,
-            include=include_json and list(include or ()),
-            exclude=exclude_json and list(exclude or ()),
-        )
-        return next(f for f in self.filters() if f.name == name)
-
-    def drop_filter(self, name: str, *, by: Principal | None = None) -> None:
-        """Drop data filter *name*. Raises NotFoundError (with a suggestion)."""
-        self._require_admin(by, "drop_filter", "dropping a row filter")
-        with self.db.write() as conn:
-            gone = conn.execute("DELETE FROM filters WHERE name = ?", (name,)).rowcount
-        if not gone:
-            raise NotFoundError(
-                f"no filter '{name}'{did_you_mean(name, [f.name for f in self.filters()])}"
-            )
-        self._record(by, "drop_filter", name=name)
-
-    def filters(self, table: str | None = None) -> builtins.list[RowFilter]:
-        """Every data filter, or those on *table*."""
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT * FROM filters ORDER BY namespace, tbl, name").fetchall()
-        out = [
-            RowFilter(
-                r["name"],
-                r["grantee"],
-                f"{r['namespace']}.{r['tbl']}",
-                r["row_filter"],
-                tuple(orjson.loads(r["include"])) if r["include"] else None,
-                tuple(orjson.loads(r["exclude"])) if r["exclude"] else None,
-                r["created_by"],
-                r["created_at"],
-            )
-            for r in rows
-        ]
-        return [f for f in out if table is None or f.table == table]
-
-    def set_mask(
-        self,
-        role: str,
-        table: str,
-        column: str,
-        mask: Mask,
-        *,
-        table_columns: Sequence[str] | None = None,
-        by: Principal | None = None,
-    ) -> ColumnMask:
-        """Show *column* of *table* to *role* through *mask* (replacing its earlier mask)."""
-        self._require_admin(by, "set_mask", "setting a mask")
-        if mask.kind not in MASK_KINDS:
-            raise UsageError(f"a mask is one of {', '.join(MASK_KINDS)}; found {mask.kind!r}")
-        if mask.keep_last < 0:
-            raise UsageError(f"a partial mask keeps 0 or more characters; found {mask.keep_last}")
-        ref = self._object(f"{table}.{column}", table_columns)
-        self.principals.kind_of(role)
-        with self.db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO masks (grantee, namespace, tbl, col, kind, keep_last, "
-                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    role,
-                    ref.namespace,
-                    ref.table,
-                    ref.column,
-                    mask.kind,
-                    mask.keep_last,
-                    _actor(by),
-                    now(),
-                ),
-            )
-        self._record(
-            by, "set_mask", to=role, object=str(ref), mask=mask.kind, keep_last=mask.keep_last
-        )
-        return ColumnMask(role, table, column, mask)
-
-    def drop_mask(self, role: str, table: str, column: str, *, by: Principal | None = None) -> None:
-        """Drop *role*'s mask on a column. Raises NotFoundError if there is none."""
-        self._require_admin(by, "drop_mask", "dropping a mask")
-        ref = ObjectRef.parse(f"{table}.{column}")
-        with self.db.write() as conn:
-            gone = conn.execute(
-                "DELETE FROM masks WHERE grantee = ? AND namespace = ? AND tbl = ? AND col = ?",
-                (role, ref.namespace, ref.table, ref.column),
-            ).rowcount
-        if not gone:
-            raise NotFoundError(f"{role} has no mask on {ref}")
-        self._record(by, "drop_mask", to=role, object=str(ref))
-
-    def masks(self, table: str | None = None) -> builtins.list[ColumnMask]:
-        """Every column mask, or those on *table*."""
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM masks ORDER BY namespace, tbl, col, grantee"
-            ).fetchall()
-        out = [
-            ColumnMask(
-                r["grantee"],
-                f"{r['namespace']}.{r['tbl']}",
-                r["col"],
-                Mask(r["kind"], r["keep_last"]),
-            )
-            for r in rows
-        ]
-        return [m for m in out if table is None or m.table == table]
 
     # -- access ----------------------------------------------------------------------------
 
