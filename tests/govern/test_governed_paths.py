@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fluvial.cli import main
+from fluvial.errors import SqlError
 from fluvial.govern.audit import open_audit
 from fluvial.govern.model import Mask
 from fluvial.govern.policy import open_policy
@@ -181,3 +183,36 @@ def test_every_api_route_needs_a_key(governed: Governed, keys: Keys, path: str) 
         assert client.get("/api/health").status_code == 200  # liveness probes need no key
     with _api(governed.project, key=keys.analyst) as client:
         assert client.get(path).status_code == 200
+
+
+def test_warehouse_marts_are_governed_too(tmp_path: Path) -> None:
+    import duckdb
+
+    from fluvial.batch.warehouse import warehouse_path
+    from fluvial.errors import PermissionDeniedError
+    from fluvial.govern import run_governed
+
+    project = Project.init(tmp_path / "p")
+    path = warehouse_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA marts")
+    con.execute(
+        "CREATE TABLE marts.daily AS SELECT range AS day, range * 2 AS n, 'x' || range AS note "
+        "FROM range(5)"
+    )
+    con.close()
+    store = open_principals(project)
+    store.create_role("analyst")
+    store.create("bob", roles=["analyst"])
+    policy = open_policy(project)
+    policy.grant(["SELECT"], on="marts.daily", to="analyst")
+    policy.set_filter("early", "analyst", "marts.daily", "day < 3", exclude=["note"])
+    bob = store.get("bob")
+    result = run_governed(project, bob, "SELECT * FROM marts.daily ORDER BY day")
+    assert result.table.to_pylist() == [{"day": d, "n": 2 * d} for d in range(3)]
+    with pytest.raises(PermissionDeniedError, match=r"column marts\.daily\.note \(no grant\)"):
+        run_governed(project, bob, "SELECT note FROM marts.daily")
+    # the attached warehouse is reachable only through the governed view
+    with pytest.raises(SqlError, match="lake tables are named zone.table"):
+        run_governed(project, bob, "SELECT * FROM warehouse.marts.daily")
