@@ -214,5 +214,5 @@ def test_warehouse_marts_are_governed_too(tmp_path: Path) -> None:
     with pytest.raises(PermissionDeniedError, match=r"column marts\.daily\.note \(no grant\)"):
         run_governed(project, bob, "SELECT note FROM marts.daily")
     # the attached warehouse is reachable only through the governed view
-    with pytest.raises(SqlError, match="lake tables are named zone.table"):
+    with pytest.raises(SqlError, match=r"lake tables are named zone\.table"):
         run_governed(project, bob, "SELECT * FROM warehouse.marts.daily")
