@@ -1,5 +1,5 @@
 """The template deployed with moto's CloudFormation on loopback, and Fluvial's Kinesis event
-log running on the streams and the table it declared.
+log and DynamoDB store running on the streams and tables it declared.
 
 moto's CloudFormation creates the resources it implements (Kinesis streams, DynamoDB
 tables, S3 buckets, IAM roles) and skips the others (Lake Formation, Glue, Athena, bucket
@@ -52,6 +52,7 @@ def test_the_kinesis_log_runs_on_the_deployed_stack(tmp_path: Path) -> None:
         "FLUVIAL_AWS__RESOURCE_PREFIX": "shop",
         "FLUVIAL_AWS__PEAK_EVENTS_PER_SECOND": "2500",  # 3 shards
         "FLUVIAL_LOG__BACKEND": "kinesis",
+        "FLUVIAL_STORE__BACKEND": "dynamodb",
         "FLUVIAL_AWS__REGION": REGION,
     }
     with aws_endpoint_session() as endpoint:
@@ -97,6 +98,13 @@ def test_the_kinesis_log_runs_on_the_deployed_stack(tmp_path: Path) -> None:
         assert sorted(pa.concat_tables(read).column("event_id").to_pylist()) == sorted(
             rows.column("event_id").to_pylist()
         )
+        # the DynamoDB store works in the declared table (it creates none)
+        from fluvial.serve.store import open_store
+
+        views = pa.table({"url": ["/", "/cart"], "views": [3, 1]})
+        with open_store(project) as store:
+            store.upsert("page_views", views, key=["url"], ttl_seconds=3600)
+            assert store.get("page_views", "/cart") == {"url": "/cart", "views": 1}
         assert sorted(dynamodb.list_tables()["TableNames"]) == ["shop-log", "shop-store"]
         assert (
             kinesis.describe_stream_summary(StreamName="shop-events")["StreamDescriptionSummary"][
