@@ -27,8 +27,7 @@ def register(app: typer.Typer) -> None:
             "into the project (e.g. clickstream).",
         ),
     ) -> None:
-        """Write a project: fluvial.toml (every setting, commented), pipelines/, models/, schemas/,
-        and an admin principal whose API key is printed once."""
+        """Write a project (fluvial.toml, pipelines/, models/, schemas/) and its admin's API key."""
         project = Project.init(directory, exist_ok=force, example=example)
         console.print(f"created project in [bold]{project.root}[/]")
         store = open_principals(project)
