@@ -20,14 +20,15 @@ def register(app: typer.Typer) -> None:
         keep_log: bool = typer.Option(
             False,
             "--keep-log",
-            help="With a Kafka log (no per-record delete): forget everywhere else and "
-            "leave the log's records to its retention.",
+            help="With a Kafka or Kinesis log (no per-record delete): forget everywhere "
+            "else and leave the log's records to its retention.",
         ),
         project_dir: ProjectOpt = Path("."),
         as_json: JsonOpt = False,
     ) -> None:
         """Remove a user's rows (and their devices' pre-login events) everywhere: the
-        log's retained records, every lake zone, the warehouse and the store."""
+        log's retained records, stream jobs' files, every lake zone, the warehouse and
+        the store. Admins only; recorded in the audit log."""
         from fluvial.cli._govern import acting, require_admin
         from fluvial.govern.forget import forget
 
