@@ -264,7 +264,7 @@ class ApiSettings:
     """The HTTP API under /api (what the dashboard and the SQL explorer read)."""
 
     live_tables: str = _f(
-        "page_views_per_minute,active_users,sessions,suspicious_logins,abandoned_carts",
+        "page_views_per_minute,active_users,funnel_per_minute,revenue_per_minute",
         "store tables /api/metrics/live shows, comma-separated (those that exist)",
     )
     live_rows: int = _f(20, "newest rows (by key) /api/metrics/live returns per table")

@@ -155,8 +155,14 @@ def test_each_worker_gets_only_its_streams_and_tables(clickstream: Project) -> N
     # batch writes every zone but raw, which it only reads
     assert {"Fn::Sub": "${RawBucket.Arn}/*"} not in resources("BatchRole", "s3:PutObject")
     assert {"Fn::Sub": "${RawBucket.Arn}/*"} in resources("BatchRole", "s3:GetObject")
-    # only the two pipelines with a store sink touch the store table; no role scans
-    writers = {"PipelineUserTotalsRole", "PipelinePageViewsPerMinuteRole"}
+    # only the pipelines with a store sink touch the store table; no role scans
+    writers = {
+        "PipelineUserTotalsRole",
+        "PipelinePageViewsPerMinuteRole",
+        "PipelineActiveUsersHopRole",
+        "PipelineFunnelPerMinuteRole",
+        "PipelineRevenuePerMinuteRole",
+    }
     for name, role in roles.items():
         for s in statements(role):
             assert "dynamodb:Scan" not in s["Action"]

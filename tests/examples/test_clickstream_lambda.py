@@ -7,7 +7,8 @@ layer (``models/curated/page_views_per_minute.sql``) is built from it; then the 
 delivery is archived, and the speed layer (``pipelines/page_views_per_minute.sql``)
 reads the whole log into the operational store.
 
-The reference is a full batch recomputation written here in DuckDB over every raw event.
+The reference is a full batch recomputation written here in DuckDB over every raw event,
+by minute of the collector's skew-corrected ``derived_time``, as both layers count.
 The serving view must equal it for every minute, apart from the declared late rows: the
 page views the pipeline routed to its late-events topic are missing from the minutes
 the speed layer serves (and only from those), and reconciliation attributes every
@@ -23,10 +24,12 @@ from datetime import datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from fluvial.batch import run as batch_run
 from fluvial.events.ingest import Ingestor
+from fluvial.events.validate import ValidationResult
 from fluvial.examples.clickstream import load_catalogue
 from fluvial.generate.clickstream import ClickstreamConfig, clickstream_batches
 from fluvial.lake import Archiver, open_lake
@@ -39,7 +42,7 @@ from fluvial.stream.versions import resolve_job
 METRIC = "page_views_per_minute"
 #: the metric over raw events, written independently of both layers
 REFERENCE = """
-SELECT date_trunc('minute', event_time AT TIME ZONE 'UTC') AS window_start,
+SELECT date_trunc('minute', derived_time AT TIME ZONE 'UTC') AS window_start,
        page.url AS url, count(*)::BIGINT AS views,
        count(DISTINCT anonymous_id)::BIGINT AS visitors
 FROM events WHERE event_type = 'page_view' GROUP BY ALL
@@ -54,10 +57,24 @@ class Built:
     late: pa.Table
 
 
-def _deliver(project: Project, lines: list[bytes]) -> None:
+def _deliver(project: Project, lines: list[tuple[bytes, int]]) -> None:
+    """Ingest (line, time sent) pairs as a live collector receives them: each when sent."""
     with Ingestor.for_project(project) as ingestor:
         for start in range(0, len(lines), 2_000):
-            ingestor.ingest(lines[start : start + 2_000], app_id="demo", source="test")
+            chunk = lines[start : start + 2_000]
+            result = ingestor.validator.validate(
+                [line for line, _ in chunk], received_at_ms=0, app_id="demo", source="test"
+            )
+            rejected = {e.index for e in result.errors}
+            received = pa.array([sent for i, (_, sent) in enumerate(chunk) if i not in rejected])
+            valid = result.valid
+            ts = valid.schema.field("received_at").type
+            skew = pc.subtract(valid["sent_at"].cast(pa.int64()), received)
+            derived = pc.subtract(valid["event_time"].cast(pa.int64()), skew)
+            for name, values in (("received_at", received), ("derived_time", derived)):
+                at = valid.schema.get_field_index(name)
+                valid = valid.set_column(at, valid.schema.field(name), values.cast(ts))
+            ingestor.append(ValidationResult(valid, result.failed, result.errors))
     with project.open_log() as log, open_lake(project) as lake:
         Archiver(lake, log, settings=project.settings).run(until_idle=True)
 
@@ -77,7 +94,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         invalid_fraction=0.01,
         app_id="demo",
     )
-    lines = [line for batch in clickstream_batches(config) for line in batch.lines()]
+    lines = [
+        (batch.line(i), int(batch.send_time_ms[i]))
+        for batch in clickstream_batches(config)
+        for i in range(len(batch))
+    ]
     cut = len(lines) * 3 // 5
     _deliver(project, lines[:cut])
     load_catalogue(project)  # the other models read it: the project must load whole
@@ -111,7 +132,7 @@ def _late_page_views(late: pa.Table) -> Counter[Key]:
     con.execute("SET TimeZone = 'UTC'")
     con.register("late", late)
     found = con.sql(
-        "SELECT date_trunc('minute', event_time AT TIME ZONE 'UTC') AS w, page.url AS url, "
+        "SELECT date_trunc('minute', derived_time AT TIME ZONE 'UTC') AS w, page.url AS url, "
         "count(*) AS n FROM late WHERE event_type = 'page_view' GROUP BY ALL"
     ).fetchall()
     return Counter({(w, url): n for w, url, n in found})

@@ -65,7 +65,7 @@ def test_demo_runs_the_platform_to_completion(
     expected = dict(
         ((r[0], r[1]), r[2])
         for r in db.execute(
-            """SELECT time_bucket(INTERVAL 1 MINUTE, event_time::TIMESTAMP) AS w, page.url, count(*)
+            """SELECT time_bucket(INTERVAL 1 MINUTE, derived_time::TIMESTAMP) AS w, page.url, count(*)
                FROM events WHERE event_type = 'page_view' GROUP BY ALL"""
         ).fetchall()
     )

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,7 +33,10 @@ from fluvial.cli._common import JsonOpt, console, err_console, print_json, print
 from fluvial.errors import FluvialError
 from fluvial.project import Project
 
-__all__ = ["register", "run_demo"]
+if TYPE_CHECKING:
+    from fluvial.generate import ClickstreamConfig
+
+__all__ = ["demo_traffic", "register", "run_demo"]
 
 EXAMPLE = "clickstream"
 #: the demo's workers commit to the lake within seconds (the default buffers a minute)
@@ -232,6 +235,28 @@ def _admin_key_file(project: Project) -> Path:
     return store.key_file
 
 
+def demo_traffic(events: int, seed: int = 7, *, start_ms: int | None = None) -> ClickstreamConfig:
+    """The simulated shop traffic the demo posts: *events* events over the last three days
+    (from *start_ms*, by default three days ago), with late, duplicate and invalid ones.
+
+    >>> demo_traffic(2000).late_fraction
+    0.02
+    """
+    from fluvial.generate import ClickstreamConfig
+
+    return ClickstreamConfig(
+        events=events,
+        seed=seed,
+        users=max(50, events // 40),
+        days=3.0,
+        start_ms=start_ms,
+        late_fraction=0.02,
+        duplicate_fraction=0.01,
+        invalid_fraction=0.01,
+        app_id="demo",
+    )
+
+
 def run_demo(
     root: Path,
     *,
@@ -246,7 +271,7 @@ def run_demo(
     """Run the demo in *root*: until Ctrl-C, or with *exit_when_done* to completion (then
     the summary is returned, and printed unless *quiet*)."""
     from fluvial.collector.keys import KeyStore
-    from fluvial.generate import ClickstreamConfig, clickstream_batches
+    from fluvial.generate import clickstream_batches
     from fluvial.generate.sinks import post_to_collector
     from fluvial.up import build_supervisor
 
@@ -261,16 +286,7 @@ def run_demo(
     port = port or _free_port(host)
     supervisor = build_supervisor(project, host=host, port=port, env=DEMO_ENV, on_event=say)
     url = str(supervisor.info["url"])
-    config = ClickstreamConfig(
-        events=events,
-        seed=seed,
-        users=max(50, events // 40),
-        days=3.0,
-        late_fraction=0.02,
-        duplicate_fraction=0.01,
-        invalid_fraction=0.01,
-        app_id="demo",
-    )
+    config = demo_traffic(events, seed)
     outcome: dict[str, Any] = {}
     failure: list[BaseException] = []
     stop = supervisor.stop_event

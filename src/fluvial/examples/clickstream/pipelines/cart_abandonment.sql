@@ -3,9 +3,11 @@
 
 CREATE TABLE events (
   event_type STRING,
-  event_time TIMESTAMP_LTZ(3),
+  -- event time: the collector's skew-corrected time (device clock offset removed),
+  -- not the device's own event_time, which can be hours off
+  derived_time TIMESTAMP_LTZ(3),
   anonymous_id STRING,
-  WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND
+  WATERMARK FOR derived_time AS derived_time - INTERVAL '10' SECOND
 ) WITH (
   'connector' = 'fluvial',
   'topic' = 'events'
@@ -27,16 +29,16 @@ SELECT anonymous_id, added_time, seen_time, events_between
 FROM events
   MATCH_RECOGNIZE (
     PARTITION BY anonymous_id
-    ORDER BY event_time
+    ORDER BY derived_time
     MEASURES
-      A.event_time AS added_time,
-      L.event_time AS seen_time,
-      COUNT(N.event_time) AS events_between
+      A.derived_time AS added_time,
+      L.derived_time AS seen_time,
+      COUNT(N.derived_time) AS events_between
     ONE ROW PER MATCH
     AFTER MATCH SKIP PAST LAST ROW
     PATTERN (A N*? L)
     DEFINE
       A AS A.event_type = 'add_to_cart',
       N AS N.event_type <> 'checkout',
-      L AS L.event_type <> 'checkout' AND L.event_time > A.event_time + INTERVAL '30' MINUTE
+      L AS L.event_type <> 'checkout' AND L.derived_time > A.derived_time + INTERVAL '30' MINUTE
   ) AS T;

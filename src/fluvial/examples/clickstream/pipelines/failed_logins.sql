@@ -3,9 +3,11 @@
 
 CREATE TABLE events (
   event_type STRING,
-  event_time TIMESTAMP_LTZ(3),
+  -- event time: the collector's skew-corrected time (device clock offset removed),
+  -- not the device's own event_time, which can be hours off
+  derived_time TIMESTAMP_LTZ(3),
   anonymous_id STRING,
-  WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND
+  WATERMARK FOR derived_time AS derived_time - INTERVAL '10' SECOND
 ) WITH (
   'connector' = 'fluvial',
   'topic' = 'events'
@@ -27,11 +29,11 @@ SELECT anonymous_id, first_failure, success_time, failures
 FROM events
   MATCH_RECOGNIZE (
     PARTITION BY anonymous_id
-    ORDER BY event_time
+    ORDER BY derived_time
     MEASURES
-      FIRST(F.event_time) AS first_failure,
-      S.event_time AS success_time,
-      COUNT(F.event_time) AS failures
+      FIRST(F.derived_time) AS first_failure,
+      S.derived_time AS success_time,
+      COUNT(F.derived_time) AS failures
     ONE ROW PER MATCH
     AFTER MATCH SKIP PAST LAST ROW
     PATTERN (F{3} S) WITHIN INTERVAL '10' MINUTE

@@ -11,11 +11,13 @@ SET 'execution.checkpointing.interval' = '10 s';
 CREATE TABLE events (
   event_id STRING,
   event_type STRING,
-  event_time TIMESTAMP_LTZ(3),
+  -- event time: the collector's skew-corrected time (device clock offset removed),
+  -- not the device's own event_time, which can be hours off; the batch layer uses the same
+  derived_time TIMESTAMP_LTZ(3),
   anonymous_id STRING,
   user_id STRING,
   page ROW<url STRING, referrer STRING, title STRING>,
-  WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+  WATERMARK FOR derived_time AS derived_time - INTERVAL '5' SECOND
 ) WITH (
   'connector' = 'fluvial',
   'topic' = 'events',
@@ -34,11 +36,11 @@ CREATE TABLE page_views_per_minute (
 );
 
 CREATE TEMPORARY VIEW page_views AS
-SELECT page.url AS url, anonymous_id, event_time
+SELECT page.url AS url, anonymous_id, derived_time
 FROM events
 WHERE event_type = 'page_view';
 
 INSERT INTO page_views_per_minute
 SELECT window_start, url, COUNT(*) AS views, COUNT(DISTINCT anonymous_id) AS visitors
-FROM TABLE(TUMBLE(TABLE page_views, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+FROM TABLE(TUMBLE(TABLE page_views, DESCRIPTOR(derived_time), INTERVAL '1' MINUTE))
 GROUP BY window_start, window_end, url;

@@ -3,9 +3,11 @@
 
 CREATE TABLE events (
   event_type STRING,
-  event_time TIMESTAMP_LTZ(3),
+  -- event time: the collector's skew-corrected time (device clock offset removed),
+  -- not the device's own event_time, which can be hours off
+  derived_time TIMESTAMP_LTZ(3),
   anonymous_id STRING,
-  WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND
+  WATERMARK FOR derived_time AS derived_time - INTERVAL '10' SECOND
 ) WITH (
   'connector' = 'fluvial',
   'topic' = 'events'
@@ -32,5 +34,5 @@ SELECT
   COUNT(*),
   COUNT(*) FILTER (WHERE event_type = 'page_view'),
   COUNT(*) FILTER (WHERE event_type = 'purchase')
-FROM TABLE(SESSION(TABLE events PARTITION BY anonymous_id, DESCRIPTOR(event_time), INTERVAL '30' MINUTE))
+FROM TABLE(SESSION(TABLE events PARTITION BY anonymous_id, DESCRIPTOR(derived_time), INTERVAL '30' MINUTE))
 GROUP BY window_start, window_end, anonymous_id;

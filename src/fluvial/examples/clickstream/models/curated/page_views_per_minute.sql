@@ -6,7 +6,8 @@ description: >-
   page_views_per_minute (metrics.toml). The same definition as the stream pipeline
   pipelines/page_views_per_minute.sql, recomputed from every raw event, late ones
   included, so the serving view can take closed minutes from here and fluvial reconcile
-  can compare both layers.
+  can compare both layers. Minutes are of the collector's skew-corrected derived_time,
+  as in the pipeline (a device clock hours off would otherwise move its views hours).
 owner: analytics
 tags: [clickstream, lambda]
 columns:
@@ -16,7 +17,7 @@ columns:
   visitors: {description: Distinct devices (anonymous_id) among them.}
 ---*/
 SELECT
-    date_trunc('minute', event_time) AS window_start,
+    date_trunc('minute', derived_time) AS window_start,
     page.url AS url,
     count(*) AS views,
     count(DISTINCT anonymous_id) AS visitors

@@ -11,7 +11,7 @@ description: >-
 owner: analytics
 tags: [clickstream]
 columns:
-  event_time: {description: "Skew-corrected time: the device's event time moved by the device clock's offset from the collector (sent_at - received_at), when that offset is within an hour."}
+  event_time: {description: "Skew-corrected time: the collector's derived_time, the device's event time moved by the device clock's offset from the collector (sent_at - received_at), unless sent_at is more than an hour before received_at (a delayed delivery: the device's time)."}
   device_time: {description: The event time as the device's clock said it.}
   clock_skew_ms: {description: "sent_at - received_at: how far ahead the device clock was (network delay included)."}
   is_bot: {description: The user agent is a crawler or a script; excluded from every downstream model.}
@@ -74,12 +74,14 @@ parsed AS (
 SELECT
     event_id,
     event_type,
-    -- skew-corrected: the device's time moved by its clock's offset. Without sent_at there is
-    -- no offset; one beyond an hour is a delivery delay (a replay, a stuck queue) rather
-    -- than a clock's error, and correcting by it would move the event to its delivery
+    -- skew-corrected: the collector's derived_time, the device's time moved by its clock's
+    -- offset (without sent_at there is no offset: the device's time), as the stream
+    -- pipelines use it. A device clock ahead is always an error of the clock, however far;
+    -- sent_at over an hour before received_at is a delivery delay (a replay, a stuck queue)
+    -- rather than a clock's error, and correcting by it would move the event to its delivery
     CASE
-        WHEN sent_at IS NULL OR abs(clock_skew_ms) > 3600000 THEN event_time
-        ELSE event_time - to_milliseconds(clock_skew_ms)
+        WHEN clock_skew_ms < -3600000 THEN event_time
+        ELSE derived_time
     END AS event_time,
     event_time AS device_time,
     sent_at,
