@@ -24,8 +24,8 @@ import pyarrow as pa
 import pytest
 
 from fluvial.cli.demo import demo_traffic
-from fluvial.examples import example_pipelines
 from fluvial.events.ingest import Ingestor
+from fluvial.examples import example_pipelines
 from fluvial.generate import clickstream_batches
 from fluvial.project import Project
 from fluvial.serve.store import open_store

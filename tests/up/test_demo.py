@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from fluvial.cli import main
@@ -17,6 +20,8 @@ from fluvial.project import Project
 from fluvial.serve.app import status_path
 from fluvial.serve.store import open_store
 from fluvial.serve.supervisor import pid_alive, read_status
+from fluvial.stream.runtime import MAX_WATERMARK, MIN_WATERMARK
+from fluvial.stream.status import job_status, list_jobs
 
 
 @pytest.mark.slow
@@ -73,6 +78,32 @@ def test_demo_runs_the_platform_to_completion(
     assert all(n <= expected[(w, url)] for w, url, n in got)
     if views["late_rows"] == 0:
         assert all(n == expected[(w, url)] for w, url, n in got)
+    # the live dashboard's default tables all exist, with rows: none is "not written yet"
+    live = _live_metrics(project)
+    assert live["missing"] == []
+    shown = {t["table"]: t for t in live["tables"]}
+    assert set(shown) == {
+        "page_views_per_minute",
+        "active_users",
+        "funnel_per_minute",
+        "revenue_per_minute",
+    }
+    # each holds what its pipeline wrote (a window is written once the watermark passes its
+    # end: posted within a second here, mostly the windows of late arrivals have closed)
+    written = {p["sink"]: p["rows_out"] for p in summary["pipelines"]}
+    assert {k: t["total_rows"] for k, t in shown.items()} == {k: written[k] for k in shown}
+    # every pipeline's watermark (of the skew-corrected time) stays behind the collector's
+    # clock: never ahead of the newest received_at by more than the future tolerance
+    newest = pc.max(events["received_at"]).cast(pa.int64()).as_py()
+    tolerance = project.settings.collector.future_tolerance_seconds * 1000
+    stream_dir = project.data_dir / "stream"
+    marks = [
+        row["watermark_ms"]
+        for job in list_jobs(stream_dir)
+        for row in job_status(stream_dir / job)
+        if row["watermark_ms"] is not None and MIN_WATERMARK < row["watermark_ms"] < MAX_WATERMARK
+    ]
+    assert marks and max(marks) <= newest + tolerance, (max(marks) - newest, marks)
     # the batch models were built, with their quality checks
     batch = summary["batch"]
     assert batch is not None and batch["status"] == "success", batch
@@ -88,6 +119,24 @@ def test_demo_runs_the_platform_to_completion(
     assert status is not None and status["state"] == "stopped"
     assert all(w["state"] in ("stopped", "scheduled") for w in summary["workers"])
     assert _processes_mentioning(str(root)) == []
+
+
+def _live_metrics(project: Project) -> dict[str, Any]:
+    """``GET /api/metrics/live`` of the demo project, as the live page reads it."""
+    from fastapi.testclient import TestClient
+
+    from fluvial.govern.principals import BOOTSTRAP_ADMIN, open_principals
+    from fluvial.serve.api import create_api
+
+    principals = open_principals(project)
+    made = principals.bootstrap()
+    key = made[1] if made is not None else principals.new_key(BOOTSTRAP_ADMIN, keep_old=True)
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_api(Project(project.root)), headers=headers) as client:
+        response = client.get("/api/metrics/live")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def _processes_mentioning(text: str) -> list[int]:
