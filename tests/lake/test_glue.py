@@ -158,3 +158,23 @@ def test_glue_settings_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     project = Project(tmp_path / "p", env={"FLUVIAL_LAKE__CATALOG_URI": "glue"})
     with pytest.raises(MissingDependencyError, match=r"pip install 'fluvial\[aws\]'"):
         open_lake(project)
+
+
+def test_a_zone_database_with_a_location_keeps_its_tables_there(
+    tmp_path: Path, endpoint: str
+) -> None:
+    # as a deployment's template creates it: the zone's database located in its own bucket
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    _glue(endpoint).create_database(
+        DatabaseInput={"Name": f"{prefix}_curated", "LocationUri": f"s3://{BUCKET}/zone-curated"}
+    )
+    project = glue_project(tmp_path / "p", endpoint, prefix=prefix)
+    with open_lake(project) as lake:
+        events = make_events(20, seed=2)
+        append(lake.create_table("curated.things", events.schema), events)
+        table = lake.table("curated.things")
+        assert table.location() == f"s3://{BUCKET}/zone-curated/things"
+        assert table.scan().to_arrow().num_rows == 20
+        # the other zones, created by Fluvial, live under the warehouse
+        other = lake.create_table("refined.things", events.schema)
+        assert other.location() == f"s3://{BUCKET}/{prefix}/{prefix}_refined.db/things"
