@@ -4,7 +4,11 @@ It writes the clickstream example project (``fluvial init --example clickstream`
 pipelines, batch models, quality rules), issues a write key, starts everything as
 ``fluvial up`` does (web server, every pipeline, the archiver, the schedules, the alert
 evaluator — each a supervised subprocess), drives the clickstream generator against the
-collector over HTTP at a steady rate, and prints the dashboard URL.
+collector over HTTP at a steady rate, and prints the dashboard URL. Then it keeps a
+trickle of live traffic flowing (``LIVE_RATE`` events per second, timed now) until Ctrl-C,
+so the stream pipelines' watermarks keep moving and the live dashboard's windows keep
+closing: the example pipelines count the collector's skew-corrected time, which is when
+the demo posts, not the simulated days.
 
 With ``--exit`` it runs to completion instead of until Ctrl-C: once the pipelines and the
 archiver have caught up, it builds the batch models (with their quality rules), runs the
@@ -42,6 +46,9 @@ EXAMPLE = "clickstream"
 #: the demo's workers commit to the lake within seconds (the default buffers a minute)
 DEMO_ENV = {"FLUVIAL_LAKE__BUFFER_SECONDS": "2"}
 CATCH_UP_SECONDS = 90.0
+#: events per second the demo keeps posting after its backlog, until Ctrl-C
+LIVE_RATE = 20.0
+LIVE_ROUND = 200  # events per round of live traffic
 RECONCILE_COLUMNS = (
     *("metric", "status", "start", "end", "periods", "rows", "matching"),
     *("late", "after_batch", "unexplained", "late_events"),
@@ -257,6 +264,39 @@ def demo_traffic(events: int, seed: int = 7, *, start_ms: int | None = None) -> 
     )
 
 
+def _keep_live(
+    url: str, secret: str, seed: int, stop: threading.Event, say: Callable[[str], None]
+) -> None:
+    """Post rounds of fresh shop traffic, timed now, at ``LIVE_RATE`` until *stop* is set."""
+    from dataclasses import replace
+
+    from fluvial.generate import clickstream_batches
+    from fluvial.generate.sinks import post_to_collector
+
+    span_ms = round(LIVE_ROUND / LIVE_RATE * 1000)
+    round_no = 0
+    while not stop.is_set():
+        round_no += 1
+        now = int(time.time() * 1000)
+        config = replace(
+            demo_traffic(LIVE_ROUND, seed + round_no, start_ms=now - span_ms),
+            days=span_ms / 86_400_000,
+        )
+        try:
+            post_to_collector(
+                clickstream_batches(config),
+                url,
+                secret,
+                batch_size=20,
+                concurrency=1,
+                rate=LIVE_RATE,
+            )
+        except FluvialError as exc:  # the web server restarting, or stopping
+            if not stop.is_set():
+                say(f"live traffic: {exc}")
+                stop.wait(1.0)
+
+
 def run_demo(
     root: Path,
     *,
@@ -314,7 +354,11 @@ def run_demo(
                 f"{delivery.accepted:,} accepted, {delivery.rejected:,} rejected"
             )
             if not exit_when_done:
-                say("the platform keeps running: Ctrl-C stops it")
+                say(
+                    f"the platform keeps running with live traffic ({LIVE_RATE:g} events/s): "
+                    "Ctrl-C stops it"
+                )
+                _keep_live(url, secret, seed, stop, say)
                 return
             outcome["caught_up"] = _caught_up(project, stop, say)
             if stop.is_set():
