@@ -49,9 +49,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import orjson
@@ -76,6 +76,7 @@ _TRANSACT = 98
 _CHUNK_BYTES = 300_000  # a staged chunk's rows (an item holds at most 400 KB)
 _RETRIES = 8  # throttled or unprocessed requests, with exponential backoff
 _READ_RETRIES = 50  # reads that met a concurrent commit
+_T = TypeVar("_T")
 
 
 def aws_session(aws: AwsSettings) -> Any:
@@ -582,12 +583,12 @@ class DynamoDBStore(Store):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _isolated(self, table: str, read: Any) -> list[dict[str, Any]]:
+    def _isolated(self, table: str, read: Callable[[str | None], _T]) -> _T:
         """``read(pending)`` between two looks at the head, again until no write committed
         in between; *pending* is the write to lay over the rows (or None)."""
         for attempt in range(_READ_RETRIES):
             before = _Head(self._get_item(self._pk("head"), table.encode()))
-            items: list[dict[str, Any]] = read(before.pending)
+            items = read(before.pending)
             after = _Head(self._get_item(self._pk("head"), table.encode()))
             if after.commits == before.commits:
                 return items
@@ -692,6 +693,31 @@ class DynamoDBStore(Store):
         return self._decode(info, self._isolated(info.name, read))
 
     def _count(self, info: TableInfo, now_ms: int) -> int:
+        def read(pending: str | None) -> int | None:
+            if pending is not None:
+                return None  # a write being rolled forward: counted below, laid over
+            query: dict[str, Any] = {
+                "TableName": self.table_name,
+                "ConsistentRead": True,
+                "KeyConditionExpression": "p = :p",
+                "FilterExpression": "attribute_not_exists(e) OR e > :now",
+                "ExpressionAttributeValues": {
+                    ":p": _s(self._pk("t", info.name)),
+                    ":now": _n(now_ms),
+                },
+                "Select": "COUNT",  # DynamoDB counts: no row leaves the server
+            }
+            total = 0
+            while True:
+                page = self._call("query", **query)
+                total += int(page["Count"])
+                if not page.get("LastEvaluatedKey"):
+                    return total
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        counted = self._isolated(info.name, read)
+        if counted is not None:
+            return counted
         every = ScanRange(pa.table({}), None, None, None, False)
         return self._scan(info, every, now_ms).num_rows
 
