@@ -10,7 +10,7 @@ partition key ``p`` and a binary sort key ``s``; for a namespace ``N``:
 ``N#t#T``           key bytes              a row of store table ``T``
 ``N#meta``          ``T``                  ``T``'s key columns and Arrow schema
 ``N#head``          ``T``                  ``T``'s commit count and pending write
-``N#w#T#W``         key bytes              write ``W`` of ``T``, staged (see below)
+``N#w#T#W``         chunk number           write ``W`` of ``T``, staged (see below)
 ``N#checkpoint``    sink id                the last checkpoint id applied for the sink
 ==================  =====================  =============================================
 
@@ -22,8 +22,8 @@ reversed. A row is one JSON object (attribute ``r``, see
 :mod:`~fluvial.serve.store._json`), encoded and decoded a whole batch at a time.
 
 A row written with a time to live carries ``e``, its expiry in epoch ms, and
-``expires_at``, the same rounded up to seconds: that is the table's DynamoDB TTL attribute, so DynamoDB
-deletes expired rows by itself — lazily, within a day or two. Reads therefore filter on
+``expires_at``, the same rounded up to seconds: the table's DynamoDB TTL attribute, so
+DynamoDB deletes expired rows by itself — lazily, within a day or two. Reads filter on
 ``e`` (a ``FilterExpression``) and an expired row is invisible as soon as it expires, as
 in every backend; :meth:`~fluvial.serve.store.Store.purge_expired` deletes what DynamoDB
 has not yet.
@@ -31,14 +31,18 @@ has not yet.
 **Atomic writes.** A DynamoDB transaction holds at most 100 items, and a stream sink's
 checkpoint may change thousands of rows. A write of up to 98 changes is one
 ``TransactWriteItems`` (the rows, the checkpoint id under a condition, the head's commit
-count). A larger write is *staged*: its rows go to a partition of their own with
-``BatchWriteItem`` (25 items a request, unprocessed items retried), then one transaction
-commits it — it marks the head ``pending`` and records the checkpoint id — and the rows
-are then copied into the table and the staging deleted (*rolled forward*; whoever finds
-a pending write rolls it forward first, so a crash loses nothing). Readers take the
-head before and after they read: a pending write is laid over the rows read, and a
-commit in between makes them read again. So no reader sees half of a write, however
-large, and a checkpoint id is recorded exactly when its rows are.
+count). A larger write is *staged*: its rows, packed as Arrow IPC into chunks of up to
+300 KB, go to a partition of their own (the write's id says how many chunks), then one
+transaction commits it — it marks the head ``pending`` and records the checkpoint id —
+and the rows are copied into the table with ``BatchWriteItem`` (25 items a request,
+unprocessed items retried) and the staging deleted (*rolled forward*; whoever finds a
+pending write rolls it forward first, so a crash loses nothing). Readers take the head
+before and after they read: a pending write is laid over the rows read (its staging is
+read first: it is deleted only once the table holds all of it), and a commit in between
+makes them read again. So no reader sees half of a write, however large, and a
+checkpoint id is recorded exactly when its rows are. A lookup of one key needs none of
+this (one row is never half-written): it reads the head and the row in one
+``BatchGetItem``.
 
 Reads are strongly consistent (``ConsistentRead``). Errors from DynamoDB come out as
 :class:`~fluvial.errors.FluvialError` naming the table.
@@ -53,57 +57,38 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fluvial._deps import require
 from fluvial.errors import FluvialError
 from fluvial.serve.store._codec import order_key, successor
+from fluvial.serve.store._dynamodb_items import (
+    _b,
+    _code,
+    _Head,
+    _live,
+    _n,
+    _overlay,
+    _pack,
+    _s,
+    _unpack,
+)
 from fluvial.serve.store._json import decode_rows, encode_rows
 from fluvial.serve.store.base import Clock, ScanRange, Store, TableInfo, parse_ttl
 
 if TYPE_CHECKING:
     from fluvial.config import AwsSettings, StoreSettings
 
-__all__ = ["DynamoDBStore", "aws_session"]
+__all__ = ["DynamoDBStore"]
 
 #: items a BatchWriteItem request may carry, and keys a BatchGetItem request
 _BATCH_WRITE, _BATCH_GET = 25, 100
 #: changes written in one transaction (100 items less the head and the checkpoint)
 _TRANSACT = 98
-_CHUNK_BYTES = 300_000  # a staged chunk's rows (an item holds at most 400 KB)
 _RETRIES = 8  # throttled or unprocessed requests, with exponential backoff
 _READ_RETRIES = 50  # reads that met a concurrent commit
 _T = TypeVar("_T")
-
-
-def aws_session(aws: AwsSettings) -> Any:
-    """A boto3 session for ``[aws]`` (its profile and region); boto3 imported lazily."""
-    boto3 = require("boto3", "aws")
-    return boto3.Session(profile_name=aws.profile or None, region_name=aws.region or None)
-
-
-def _b(value: bytes) -> dict[str, bytes]:
-    return {"B": value}
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-class _Head:
-    """A table's head item: how many writes committed, and the one pending, if any."""
-
-    def __init__(self, item: dict[str, Any] | None) -> None:
-        item = item or {}
-        self.commits = int(item["c"]["N"]) if "c" in item else 0
-        self.pending: str | None = item["w"]["S"] if "w" in item else None
 
 
 class DynamoDBStore(Store):
@@ -722,76 +707,5 @@ class DynamoDBStore(Store):
         return self._scan(info, every, now_ms).num_rows
 
 
-def _pack(items: list[dict[str, Any]], gone: list[bytes]) -> list[bytes]:
-    """A write's rows and deleted keys as Arrow IPC chunks of at most ~300 KB each (an
-    item holds 400 KB), so that staging a write takes a few items, not one per row."""
-    keys = [bytes(item["s"]["B"]) for item in items] + gone
-    rows = [item["r"]["S"] for item in items] + [None] * len(gone)
-    expires = items[0]["e"]["N"] if items and "e" in items[0] else None
-    table = pa.table(
-        {
-            "s": pa.array(keys, pa.binary()),
-            "r": pa.array(rows, pa.string()),
-            "e": pa.array([None if r is None else expires for r in rows], pa.string()),
-        }
-    )
-    sizes = np.cumsum(pc.binary_length(table["r"]).fill_null(0).to_numpy() + 64)
-    cuts = np.searchsorted(sizes, np.arange(_CHUNK_BYTES, sizes[-1] + _CHUNK_BYTES, _CHUNK_BYTES))
-    chunks, start = [], 0
-    for cut in [*cuts.tolist(), table.num_rows]:
-        if cut > start:
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table.slice(start, cut - start))
-            chunks.append(sink.getvalue().to_pybytes())
-            start = cut
-    return chunks
-
-
-def _unpack(chunks: list[bytes]) -> dict[bytes, dict[str, Any]]:
-    """The items :func:`_pack` packed, by key bytes (a delete has ``d``)."""
-    staged: dict[bytes, dict[str, Any]] = {}
-    for chunk in chunks:
-        table = pa.ipc.open_stream(chunk).read_all()
-        for key, row, expires in zip(
-            table["s"].to_pylist(), table["r"].to_pylist(), table["e"].to_pylist(), strict=True
-        ):
-            item: dict[str, Any] = {"s": _b(key)}
-            if row is None:
-                item["d"] = {"BOOL": True}
-            else:
-                item["r"] = _s(row)
-                if expires is not None:
-                    item["e"] = {"N": expires}
-                    item["expires_at"] = _n(math.ceil(int(expires) / 1000))
-            staged[key] = item
-    return staged
-
-
 class _Retry(Exception):
     """A transaction lost to a concurrent writer: roll it forward and write again."""
-
-
-def _overlay(
-    staged: dict[bytes, dict[str, Any]],
-    rows: list[dict[str, Any]],
-    bounds: tuple[bytes | None, bytes | None],
-    now_ms: int,
-) -> list[dict[str, Any]]:
-    """*rows* with a committed but not yet rolled-forward write laid over them (its rows
-    with key bytes in ``[lo, hi)``), in key order."""
-    lo, hi = bounds
-    merged = {bytes(item["s"]["B"]): item for item in rows}
-    for key, item in staged.items():
-        if (lo is None or key >= lo) and (hi is None or key < hi):
-            merged[key] = item
-    return [item for _, item in sorted(merged.items()) if "d" not in item and _live(item, now_ms)]
-
-
-def _code(exc: Exception) -> str:
-    response: dict[str, Any] = getattr(exc, "response", {}) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _live(item: dict[str, Any], now_ms: int) -> bool:
-    return "e" not in item or int(item["e"]["N"]) > now_ms
