@@ -1,4 +1,4 @@
-"""Lake fixtures: projects with a lake on SQLite or PostgreSQL, and clickstream events.
+"""Lake fixtures: projects with a lake on SQLite, PostgreSQL or Glue, and clickstream events.
 
 The ``any_lake`` fixture runs the catalog behaviour tests against every catalog backend;
 adding one adds a name to :data:`CATALOGS` and a branch to :func:`_settings_env`.
@@ -19,13 +19,22 @@ from fluvial.events.envelope import EVENT_SCHEMA, FAILED_SCHEMA
 from fluvial.lake import Lake, open_lake
 from fluvial.project import Project
 
-CATALOGS = ["sqlite", "postgres"]
+CATALOGS = ["sqlite", "postgres", "glue"]
+#: the bucket of the Glue catalog's warehouses (on moto's S3)
+GLUE_BUCKET = "fluvial-catalog-suite"
 
 _TS = pa.timestamp("ms", tz="UTC")
 
 
 def _settings_env(backend: str, dsn: str = "") -> dict[str, str]:
     env = {"FLUVIAL_LOG__FSYNC": "never", "FLUVIAL_LOG__PARTITIONS": "3"}
+    if backend == "glue":  # dsn: moto's endpoint; a resource prefix no other test uses
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        env["FLUVIAL_LAKE__CATALOG_URI"] = "glue"
+        env["FLUVIAL_LAKE__WAREHOUSE"] = f"s3://{GLUE_BUCKET}/{prefix}"
+        env["FLUVIAL_AWS__ENDPOINT_URL"] = dsn
+        env["FLUVIAL_AWS__REGION"] = "us-east-1"
+        env["FLUVIAL_AWS__RESOURCE_PREFIX"] = prefix
     if backend == "postgres":
         env["FLUVIAL_LAKE__CATALOG_URI"] = dsn
         # a catalog name no other test uses: tests share the one database
@@ -51,6 +60,12 @@ def any_lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
     """A fresh lake on each catalog backend (its tables dropped afterwards)."""
     # the root conftest's postgres_dsn skips (fails under CI=true) without a server
     dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else ""
+    if request.param == "glue":  # Glue and S3 emulated by moto's server on loopback
+        import boto3
+
+        dsn = request.getfixturevalue("moto_endpoint")
+        s3 = boto3.client("s3", endpoint_url=dsn, region_name="us-east-1")
+        s3.create_bucket(Bucket=GLUE_BUCKET)
     lake = open_lake(make_project(tmp_path, request.param, dsn))
     try:
         yield lake
