@@ -11,8 +11,10 @@ closing: the example pipelines count the collector's skew-corrected time, which 
 the demo posts, not the simulated days.
 
 With ``--exit`` it runs to completion instead of until Ctrl-C: once the pipelines and the
-archiver have caught up, it builds the batch models (with their quality rules), runs the
-reconciliation when available, stops every worker gracefully, and prints a summary —
+archiver have caught up, it stops every worker gracefully, drains every stream job (as
+Flink's ``stop --drain``: from its last checkpoint to the end of its input, so every open
+window fires, exactly once; :func:`drain_pipelines`), builds the batch models (with their
+quality rules), runs the reconciliation when available, and prints a summary —
 events accepted and failed, what the pipelines read and wrote, the tables built, the
 quality checks — and ``--json`` prints it for machines.
 """
@@ -160,6 +162,28 @@ def _caught_up(project: Project, stop: threading.Event, say: Callable[[str], Non
         stop.wait(0.5)
     say("warning: the pipelines or the archiver did not catch up in time")
     return False
+
+
+def drain_pipelines(project: Project) -> list[str]:
+    """End every pipeline's job at the end of its input, as Flink's ``stop --drain`` does.
+
+    Each job (the Kappa version its readers currently read) resumes from its newest
+    checkpoint and runs until idle: it reads what its worker had not consumed yet, then
+    its watermark goes to +∞, every open window fires and a last checkpoint commits the
+    rows to the sinks exactly once. Run only once the job's worker has stopped. Returns
+    the jobs drained (a job without a checkpoint has nothing to resume and is skipped).
+    """
+    from fluvial.stream.runtime import latest_checkpoint, run_job
+    from fluvial.stream.versions import resolve_job
+
+    drained = []
+    for file in sorted((project.root / "pipelines").glob("*.sql")):
+        job = resolve_job(project, file)
+        if latest_checkpoint(project, job.name) is None:
+            continue
+        run_job(job, project=project, until_idle=True, from_checkpoint=True)
+        drained.append(job.name)
+    return drained
 
 
 def _run_batch(project: Project) -> dict[str, Any] | None:
@@ -361,11 +385,6 @@ def run_demo(
                 _keep_live(url, secret, seed, stop, say)
                 return
             outcome["caught_up"] = _caught_up(project, stop, say)
-            if stop.is_set():
-                return
-            say("building the batch models")
-            outcome["batch"] = _run_batch(project)
-            outcome["reconcile"] = _reconcile(project)
         except BaseException as exc:
             failure.append(exc)
         finally:
@@ -381,6 +400,13 @@ def run_demo(
         raise failure[0]
     if not exit_when_done or "delivery" not in outcome:
         return None
+    # every worker has stopped gracefully (each pipeline took a last checkpoint): end the
+    # stream jobs as a bounded run would, so every open window fires, then build the batch
+    say("draining the stream pipelines: every open window fires")
+    outcome["drained"] = drain_pipelines(project)
+    say("building the batch models")
+    outcome["batch"] = _run_batch(project)
+    outcome["reconcile"] = _reconcile(project)
     summary = _summary(project, url, outcome, supervisor.snapshot())
     if not quiet:
         _print_summary(summary)
@@ -406,6 +432,7 @@ def _summary(
         "seconds": round(delivery.seconds, 2),
         "events_per_second": round(delivery.rate),
         "caught_up": outcome.get("caught_up", False),
+        "drained": outcome.get("drained", []),
         "topics": [{"topic": k, "records": v} for k, v in sorted(counts.items())],
         "queries": _queries(project),
         "pipelines": [

@@ -343,6 +343,10 @@ class _Feed:
             self.floor = state.watermark
         else:
             self.floor = int(state.feed_watermarks.get(str(self.fid), MIN_WATERMARK))
+        if self.floor == MAX_WATERMARK:
+            # a drained run (end of input): resume from the event time its splits reached;
+            # the windows the drain fired are empty, and their operators know they fired
+            self.floor = MIN_WATERMARK
         for split, wm in self.own(state.split_watermarks).items():
             self.splits.add(split)
             self.tracker.add_split(split)
@@ -571,13 +575,15 @@ class _PipelineRun:
                 if snap is not None:
                     op.restore(snap)
                 wm = state.operator_watermarks.get(chain.op_id(i))
-                if wm is not None:
+                if wm is not None and wm != MAX_WATERMARK:  # not the +∞ of a drain
                     chain.op_wm[i] = wm
         for join in self.joins:
             snap = state.operators.get(join.op_id())
             if snap is not None:
                 join.op.restore(snap)
             join.wm = state.operator_watermarks.get(join.op_id(), MIN_WATERMARK)
+            if join.wm == MAX_WATERMARK:
+                join.wm = MIN_WATERMARK
         self.stats.rows_in = state.counters.get("rows_in", 0)
         self.stats.rows_out = state.counters.get("rows_out", 0)
         self.stats.late_rows = state.counters.get("late_rows", 0)
