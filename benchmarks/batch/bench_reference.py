@@ -89,9 +89,14 @@ def land(project: Project, events: int, users: int, days: float) -> int:
 
 
 def reset(project: Project) -> None:
-    """Drop every table a build writes (all but the raw zone) and the warehouse file."""
+    """Drop every table a build writes (all but the raw zone) and the warehouse file, and
+    take the example's models and quality rules afresh from this source tree."""
     from fluvial.batch.warehouse import warehouse_path
     from fluvial.lake import open_lake
+
+    for folder in ("models", "quality"):
+        shutil.rmtree(project.root / folder, ignore_errors=True)
+    Project.init(project.root, exist_ok=True, example="clickstream")
 
     with open_lake(project) as lake:
         for name in lake.tables():

@@ -92,23 +92,28 @@ class DuckDbEngine(Engine):
                 self._own = connect(self.lake)
             con = self._own
         if con is not self._tuned:
-            self._spill.mkdir(parents=True, exist_ok=True)
-            con.execute(f"SET temp_directory = {_literal(str(self._spill))}")
-            # a model's rows have no order: let sorts, windows and joins spill freely
-            con.execute("SET preserve_insertion_order = false")
-            limit = self.project.settings.batch.memory_limit
-            if limit:
-                try:
-                    con.execute(f"SET memory_limit = {_literal(limit)}")
-                except duckdb.Error as exc:
-                    raise SqlError(f"[batch] memory_limit {limit!r}: {exc}") from None
+            self._tune(con)
             self._tuned = con
         return con
 
+    def _tune(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._spill.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {_literal(str(self._spill))}")
+        # a model's rows have no order: let sorts, windows and joins spill freely
+        con.execute("SET preserve_insertion_order = false")
+        limit = self.project.settings.batch.memory_limit
+        if limit:
+            try:
+                con.execute(f"SET memory_limit = {_literal(limit)}")
+            except duckdb.Error as exc:
+                raise SqlError(f"[batch] memory_limit {limit!r}: {exc}") from None
+
     @contextmanager
-    def _bound(self, sql: str, inputs: Mapping[str, Input]) -> Iterator[str]:
+    def _bound(
+        self, sql: str, inputs: Mapping[str, Input], con: duckdb.DuckDBPyConnection | None = None
+    ) -> Iterator[str]:
         """*sql* with *inputs* bound to temporary names, dropped on exit."""
-        con = self.con
+        con = self.con if con is None else con
         registered: list[str] = []
         views: list[str] = []
         try:
@@ -146,18 +151,30 @@ class DuckDbEngine(Engine):
             return self.con.sql(query).to_arrow_table()
 
     def stage_select(self, sql: str, inputs: Mapping[str, Input]) -> StagedResult:
-        """Run *sql* into a Parquet file of the spill folder, streaming."""
+        """Run *sql* into a Parquet file of the spill folder, streaming, on a connection of
+        its own (the whole memory limit for this query; the warehouse's when it reads
+        marts)."""
         path = self._spill / f"out-{os.getpid()}-{next(_staged)}.parquet"
-        with self._bound(sql, inputs) as query:
-            try:
-                self.con.execute(
+        main = self.con
+        reads_marts = self.warehouse is not None and "marts." in sql.lower()
+        con = main if reads_marts else connect(self.lake)
+        try:
+            if con is not main:
+                self._tune(con)
+            with self._bound(sql, inputs, con) as query:
+                con.execute(
                     f"COPY ({query}) TO {_literal(str(path))} "
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
                 )
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-        return DuckDbResult(self.con, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            if con is not main:
+                con.close()
+        reader = duckdb.connect()  # reads the file back with the whole limit to itself
+        self._tune(reader)
+        return DuckDbResult(reader, path)
 
     def execute(self, sql: str) -> None:
         """Run a statement (DDL) on the engine's connection."""
@@ -171,8 +188,8 @@ class DuckDbEngine(Engine):
 
 
 class DuckDbResult(StagedResult):
-    """A result in a Parquet file of the spill folder, read back through DuckDB (so its
-    Arrow types are those of the query) in batches; :meth:`close` deletes the file."""
+    """A result in a Parquet file of the spill folder, read back in batches with the
+    query's Arrow types; :meth:`close` deletes the file."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self.con = con
@@ -183,18 +200,14 @@ class DuckDbResult(StagedResult):
         self.num_rows = int(row[0]) if row else 0
 
     def batches(self, rows: int) -> Iterator[pa.Table]:
-        """The rows, *rows* at a time (DuckDB's vectors, concatenated)."""
-        reader = self.con.sql(f"SELECT * FROM {self.source}").to_arrow_reader(rows)
-        pending: list[pa.RecordBatch] = []
-        count = 0
-        for batch in reader:
-            pending.append(batch)
-            count += batch.num_rows
-            if count >= rows:
-                yield pa.Table.from_batches(pending, self.schema)
-                pending, count = [], 0
-        if pending:
-            yield pa.Table.from_batches(pending, self.schema)
+        """The rows, *rows* at a time, read with Arrow's Parquet reader (row group by row
+        group, so memory holds one batch) and cast to the query's Arrow types."""
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(self.path) as parquet:
+            for batch in parquet.iter_batches(batch_size=rows):
+                table = pa.Table.from_batches([batch])
+                yield table.cast(self.schema) if table.schema != self.schema else table
 
     def key_problems(self, keys: Sequence[str]) -> tuple[int, int]:
         """Counted by DuckDB over the staged rows."""
@@ -206,5 +219,6 @@ class DuckDbResult(StagedResult):
         return int(row[0]), int(row[1])
 
     def close(self) -> None:
-        """Delete the file."""
+        """Delete the file and close the connection reading it."""
         self.path.unlink(missing_ok=True)
+        self.con.close()
