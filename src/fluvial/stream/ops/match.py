@@ -58,8 +58,6 @@ import functools
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -69,8 +67,18 @@ from sqlglot import exp
 
 from fluvial.errors import PipelineError, UnsupportedSqlError
 from fluvial.stream.ops.assign import epoch_ms
-from fluvial.stream.sql.intervals import interval_ms
-from fluvial.stream.sql.match_recognize import Concat, MatchRecognize, Quantified, Var
+from fluvial.stream.ops.match_backtrack import Evaluator, match_at
+from fluvial.stream.ops.match_terms import (
+    AGGS,
+    context_free,
+    is_nav,
+    items_of,
+    prev_args,
+    quote,
+    raw,
+    var_of,
+)
+from fluvial.stream.sql.match_recognize import MatchRecognize
 from fluvial.stream.sql.translate import to_duckdb
 
 __all__ = ["MatchRecognizeOperator"]
@@ -79,77 +87,6 @@ _SEQ = "__seq"
 _SEP = "\x00"
 _END = "(?=\x00)"  # the end of a partition's rows
 _MAX_CODES = 50_000  # distinct row classes (code points below the surrogate range)
-_AGGS = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One element of the (flat) pattern: a variable and its quantifier."""
-
-    var: str
-    min: int
-    max: int | None
-    reluctant: bool
-
-    @property
-    def greedy(self) -> bool:
-        return not self.reluctant and self.max != self.min
-
-
-def _items(spec: MatchRecognize) -> list[_Item]:
-    nodes = spec.pattern.items if isinstance(spec.pattern, Concat) else (spec.pattern,)
-    out = []
-    for node in nodes:
-        if isinstance(node, Var):
-            out.append(_Item(node.name, 1, 1, False))
-        elif isinstance(node, Quantified) and isinstance(node.this, Var):
-            out.append(_Item(node.this.name, node.min, node.max, node.reluctant))
-        else:
-            raise UnsupportedSqlError("MATCH_RECOGNIZE supports sequences of variables only")
-    return out
-
-
-def _q(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
-
-
-def _raw(sql: str) -> exp.Expression:
-    return exp.Var(this=sql)
-
-
-def _column_vars(node: exp.Expression) -> set[str | None]:
-    return {c.table or None for c in node.find_all(exp.Column)}
-
-
-def _prev_args(node: exp.Anonymous) -> tuple[str, int]:
-    args = node.expressions
-    col = args[0] if args else None
-    if not isinstance(col, exp.Column) or col.table:
-        raise UnsupportedSqlError(
-            "PREV needs an unqualified column, PREV(col) or PREV(col, n) (Flink does not "
-            f"support physical offsets within partition); found {node.sql()}"
-        )
-    n = 1
-    if len(args) > 1:
-        lit = args[1]
-        if not (isinstance(lit, exp.Literal) and not lit.is_string and lit.name.isdigit()):
-            raise UnsupportedSqlError(f"PREV's offset must be a whole number, found {lit.sql()}")
-        n = int(lit.name)
-    return col.name, n
-
-
-def _is_nav(node: Any, *names: str) -> bool:
-    return isinstance(node, exp.Anonymous) and node.name.upper() in names
-
-
-def _context_free(var: str, node: exp.Expression) -> bool:
-    """Whether a DEFINE condition reads only the current row (and PREV)."""
-    for n in node.walk():
-        if isinstance(n, _AGGS) or _is_nav(n, "FIRST", "LAST"):
-            return False
-        if isinstance(n, exp.Column) and n.table and n.table != var:
-            return False
-    return True
 
 
 class MatchRecognizeOperator:
@@ -176,7 +113,7 @@ class MatchRecognizeOperator:
                 f"MATCH_RECOGNIZE must be ordered by the time attribute {self.time_col!r} "
                 f"first; found ORDER BY {spec.order_by[0][0]}"
             )
-        self.items = _items(spec)
+        self.items = items_of(spec)
         self.vars = list(dict.fromkeys(i.var for i in self.items))
         self.keys = tuple(spec.partition_by)
         self.order = [(c, asc) for c, asc in spec.order_by[1:]]
@@ -185,12 +122,12 @@ class MatchRecognizeOperator:
         for cond in self.define.values():
             for n in cond.find_all(exp.Anonymous):
                 if n.name.upper() == "PREV":
-                    self.prev_depth = max(self.prev_depth, _prev_args(n)[1])
+                    self.prev_depth = max(self.prev_depth, prev_args(n)[1])
         #: the vectorized matcher applies (else the backtracking one)
-        context_free = all(_context_free(v, c) for v, c in self.define.items())
-        if vectorized and not context_free:
+        free = all(context_free(v, c) for v, c in self.define.items())
+        if vectorized and not free:
             raise PipelineError("the vectorized matcher needs context-free DEFINE conditions")
-        self.vectorized = context_free if vectorized is None else vectorized
+        self.vectorized = free if vectorized is None else vectorized
         used: set[str] = set()
         for node in [*self.define.values(), *spec.measures.values()]:
             used |= {c.name for c in node.find_all(exp.Column) if c.name != "*"}
@@ -292,25 +229,25 @@ class MatchRecognizeOperator:
     # -- matching -----------------------------------------------------------------------------
 
     def _sorted(self, rows: pa.Table, extra: str = "") -> pa.Table:
-        order = [*(_q(k) for k in self.keys), _q(self.time_col)]
-        order += [f"{_q(c)} {'ASC' if asc else 'DESC'}" for c, asc in self.order]
-        order.append(_q(_SEQ))
+        order = [*(quote(k) for k in self.keys), quote(self.time_col)]
+        order += [f"{quote(c)} {'ASC' if asc else 'DESC'}" for c, asc in self.order]
+        order.append(quote(_SEQ))
         return self._sql(
             f"SELECT *{extra} FROM rows ORDER BY {', '.join(order)}", rows, window=True
         )
 
     def _sql(self, sql: str, table: pa.Table, window: bool = False) -> pa.Table:
         if window:
-            by = ", ".join(_q(k) for k in self.keys)
+            by = ", ".join(quote(k) for k in self.keys)
             order = [
-                _q(self.time_col),
-                *(f"{_q(c)} {'ASC' if a else 'DESC'}" for c, a in self.order),
+                quote(self.time_col),
+                *(f"{quote(c)} {'ASC' if a else 'DESC'}" for c, a in self.order),
             ]
             part = f"PARTITION BY {by} " if by else ""
             sql = (
                 sql.replace(
                     " FROM rows",
-                    f" FROM rows WINDOW __w AS ({part}ORDER BY {', '.join(order)}, {_q(_SEQ)})",
+                    f" FROM rows WINDOW __w AS ({part}ORDER BY {', '.join(order)}, {quote(_SEQ)})",
                     1,
                 )
                 if "__w" in sql
@@ -558,7 +495,7 @@ class MatchRecognizeOperator:
                 cols[name] = [None if v is None else int(v * scale) for v in col.to_pylist()]
             else:
                 cols[name] = col.to_pylist()
-        conds = {v: _Evaluator(v, self.define[v]) for v in self.vars}
+        conds = {v: Evaluator(v, self.define[v]) for v in self.vars}
         ends = [*starts[1:], rows.num_rows]
         out_rows: list[int] = []
         out_match: list[int] = []
@@ -568,7 +505,7 @@ class MatchRecognizeOperator:
         for p, (ps, pe) in enumerate(zip(starts, ends, strict=True)):
             pos = ps
             while pos < pe:
-                res = _match_at(self.items, conds, cols, pos, pe)
+                res = match_at(self.items, conds, cols, pos, pe)
                 if res is None:
                     pos += 1
                     continue
@@ -616,10 +553,10 @@ class MatchRecognizeOperator:
     def _measures(self, schema: pa.Schema) -> str:
         """One GROUP BY over the labelled rows: partition columns, then the measures."""
         types = {f.name: f.type for f in schema}
-        selects = [f"first({_q(k)}) AS {_q(k)}" for k in self.keys]
+        selects = [f"first({quote(k)}) AS {quote(k)}" for k in self.keys]
         for name, node in self.spec.measures.items():
             sql = to_duckdb(_measure_tree(node.copy(), self.vars, types, self.time_col))
-            selects.append(f"{sql} AS {_q(name)}")
+            selects.append(f"{sql} AS {quote(name)}")
         ranks = (
             "row_number() OVER (PARTITION BY __match, __var ORDER BY __pos) - 1 AS __vr, "
             "row_number() OVER (PARTITION BY __match, __var ORDER BY __pos DESC) - 1 AS __vrr, "
@@ -740,9 +677,9 @@ def _define_sql(var: str, cond: exp.Expression, position: int) -> str:
     tree = cond.copy()
     for node in list(tree.find_all(exp.Anonymous)):
         if node.name.upper() == "PREV":
-            name, n = _prev_args(node)
-            sql = "NULL" if position < n else f"lag({_q(name)}, {n}) OVER __w"
-            node.replace(_raw(sql))
+            name, n = prev_args(node)
+            sql = "NULL" if position < n else f"lag({quote(name)}, {n}) OVER __w"
+            node.replace(raw(sql))
     for col in list(tree.find_all(exp.Column)):
         if col.table == var:
             col.set("table", None)
@@ -753,20 +690,6 @@ def duckdb_type_of_arrow(typ: pa.DataType) -> str:
     """The DuckDB name of an Arrow integer type (SUM and AVG keep it, as in Flink)."""
     names = {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}
     return names[typ.bit_width] if pa.types.is_signed_integer(typ) else "BIGINT"
-
-
-def _var_of(node: exp.Expression, variables: list[str]) -> str | None:
-    tables = _column_vars(node)
-    named = {t for t in tables if t is not None}
-    if len(named) > 1:
-        raise UnsupportedSqlError(
-            f"{node.sql()} mixes variables {sorted(named)}; a navigation or aggregate reads "
-            "one variable"
-        )
-    var = next(iter(named), None)
-    if var is not None and var not in variables:
-        raise UnsupportedSqlError(f"{var} in {node.sql()} is not a pattern variable")
-    return var
 
 
 def _strip(node: exp.Expression) -> str:
@@ -786,27 +709,27 @@ def _measure_tree(
         return f" FILTER (WHERE {' AND '.join(conds)})" if conds else ""
 
     def rewrite(node: exp.Expression) -> exp.Expression:
-        if _is_nav(node, "MATCH_ROWTIME"):
-            return _raw(f"max({_q(time_col)})")
-        if _is_nav(node, "FIRST", "LAST"):
+        if is_nav(node, "MATCH_ROWTIME"):
+            return raw(f"max({quote(time_col)})")
+        if is_nav(node, "FIRST", "LAST"):
             assert isinstance(node, exp.Anonymous)
             args = node.expressions
             offset = int(args[1].name) if len(args) > 1 else 0
-            var = _var_of(args[0], variables)
+            var = var_of(args[0], variables)
             rank = (
                 ("__vr" if var else "__r")
                 if node.name.upper() == "FIRST"
                 else ("__vrr" if var else "__rr")
             )
-            return _raw(f"first({_strip(args[0])}){where(var, f'{rank} = {offset}')}")
-        if isinstance(node, _AGGS):
+            return raw(f"first({_strip(args[0])}){where(var, f'{rank} = {offset}')}")
+        if isinstance(node, AGGS):
             arg = node.this
             if isinstance(arg, exp.Star) or (
                 isinstance(arg, exp.Column) and isinstance(arg.this, exp.Star)
             ):
                 var = arg.table or None if isinstance(arg, exp.Column) else None
-                return _raw(f"count(*){where(var)}")
-            var = _var_of(arg, variables)
+                return raw(f"count(*){where(var)}")
+            var = var_of(arg, variables)
             inner = _strip(arg)
             name = type(node).__name__.lower()
             sql = f"{name}({inner}){where(var)}"
@@ -819,214 +742,13 @@ def _measure_tree(
                     sql = f"CAST({sql} AS {target})"
             if isinstance(node, exp.Count):
                 sql = f"count({inner}){where(var)}"
-            return _raw(sql)
+            return raw(sql)
         if isinstance(node, exp.Column):
             var = node.table or None
             if var is not None and var not in variables:
                 raise UnsupportedSqlError(f"{var} in {node.sql()} is not a pattern variable")
             rank = "__vrr" if var else "__rr"
-            return _raw(f"first({_q(node.name)}){where(var, f'{rank} = 0')}")
+            return raw(f"first({quote(node.name)}){where(var, f'{rank} = 0')}")
         return node
 
     return tree.transform(rewrite, copy=False)
-
-
-# -- the backtracking matcher -----------------------------------------------------------------
-
-
-def _match_at(
-    items: Sequence[_Item],
-    conds: dict[str, _Evaluator],
-    cols: dict[str, list[Any]],
-    start: int,
-    end: int,
-) -> list[str] | str | None:
-    """The labels of the match starting at ``start``; None if none can start there;
-    ``"pending"`` if the rows so far cannot decide."""
-
-    def run(i: int, labels: list[str]) -> list[str] | str | None:
-        if i == len(items):
-            return labels
-        item = items[i]
-        if item.reluctant and item.min == 0:  # reluctant: the empty loop first
-            res = run(i + 1, list(labels))
-            if res is not None:
-                return res
-        taken: list[str] = list(labels)
-        count = 0
-        hit_end = False
-        while item.max is None or count < item.max:
-            r = start + len(taken)
-            if r >= end:
-                hit_end = True
-                break
-            if not conds[item.var](cols, r, start, taken):
-                break
-            taken.append(item.var)
-            count += 1
-            if item.reluctant and count >= item.min:
-                res = run(i + 1, list(taken))
-                if res is not None:
-                    return res
-        if item.reluctant:
-            return "pending" if hit_end else None
-        # greedy or exact: the loop keeps every row it accepts (Flink's greedy NFA edges)
-        if hit_end:
-            return "pending"
-        if count < item.min:
-            return None
-        return run(i + 1, taken)
-
-    return run(0, [])
-
-
-class _Evaluator:
-    """A DEFINE condition evaluated in Python with the partial match as context."""
-
-    def __init__(self, var: str, cond: exp.Expression) -> None:
-        self.var = var
-        self.cond = cond
-        for n in cond.walk():
-            if not isinstance(n, _SUPPORTED) and not _is_nav(n, "FIRST", "LAST", "PREV"):
-                raise UnsupportedSqlError(
-                    f"{n.key.upper()} is not supported in a DEFINE condition that reads other "
-                    f"variables ({cond.sql()})"
-                )
-
-    def __call__(self, cols: dict[str, list[Any]], row: int, start: int, labels: list[str]) -> bool:
-        return self._eval(self.cond, cols, row, start, labels) is True
-
-    def _rows(self, var: str | None, row: int, start: int, labels: list[str]) -> list[int]:
-        got = [start + k for k, v in enumerate(labels) if var is None or v == var]
-        if var is None or var == self.var:
-            got.append(row)
-        return got
-
-    def _eval(
-        self, n: exp.Expression, cols: dict[str, list[Any]], row: int, start: int, labels: list[str]
-    ) -> Any:
-        ev = self._eval
-        if isinstance(n, exp.Paren):
-            return ev(n.this, cols, row, start, labels)
-        if isinstance(n, exp.Boolean):
-            return bool(n.this)
-        if isinstance(n, exp.Null):
-            return None
-        if isinstance(n, exp.Literal):
-            if n.is_string:
-                return n.name
-            return float(n.name) if "." in n.name or "e" in n.name.lower() else int(n.name)
-        if isinstance(n, exp.Interval):
-            return interval_ms(n)
-        if isinstance(n, exp.Column):
-            var = n.table or None
-            if var is None or var == self.var:
-                return cols[n.name][row]
-            got = self._rows(var, row, start, labels)
-            return cols[n.name][got[-1]] if got else None
-        if isinstance(n, exp.Anonymous):
-            name = n.name.upper()
-            args = n.expressions
-            if name == "PREV":
-                col, k = _prev_args(n)
-                return cols[col][row - k] if row - k >= start else None
-            var = _var_of(args[0], [self.var, *(c.table for c in args[0].find_all(exp.Column))])
-            got = self._rows(var, row, start, labels)
-            off = int(args[1].name) if len(args) > 1 else 0
-            if off >= len(got):
-                return None
-            at = got[off] if name == "FIRST" else got[-1 - off]
-            return self._eval(_unqualified(args[0]), cols, at, start, labels)
-        if isinstance(n, _AGGS):
-            arg = n.this
-            var = (
-                None
-                if isinstance(arg, exp.Star)
-                else _var_of(arg, [self.var, *(c.table for c in arg.find_all(exp.Column))])
-            )
-            got = self._rows(var, row, start, labels)
-            if isinstance(arg, exp.Star):
-                return len(got)
-            vals = [self._eval(_unqualified(arg), cols, r, start, labels) for r in got]
-            vals = [v for v in vals if v is not None]
-            if isinstance(n, exp.Count):
-                return len(vals)
-            if not vals:
-                return None
-            if isinstance(n, exp.Sum):
-                return sum(vals)
-            if isinstance(n, exp.Min):
-                return min(vals)
-            if isinstance(n, exp.Max):
-                return max(vals)
-            avg = sum(vals) / len(vals)
-            return int(avg) if all(isinstance(v, int) for v in vals) else avg
-        if isinstance(n, exp.Not):
-            v = ev(n.this, cols, row, start, labels)
-            return None if v is None else not v
-        if isinstance(n, exp.And):
-            a, b = ev(n.this, cols, row, start, labels), ev(n.expression, cols, row, start, labels)
-            if a is False or b is False:
-                return False
-            return None if a is None or b is None else True
-        if isinstance(n, exp.Or):
-            a, b = ev(n.this, cols, row, start, labels), ev(n.expression, cols, row, start, labels)
-            if a is True or b is True:
-                return True
-            return None if a is None or b is None else False
-        if isinstance(n, exp.Is):
-            v = ev(n.this, cols, row, start, labels)
-            return v is None
-        if isinstance(n, exp.Neg):
-            v = ev(n.this, cols, row, start, labels)
-            return None if v is None else -v
-        a, b = ev(n.this, cols, row, start, labels), ev(n.expression, cols, row, start, labels)
-        if a is None or b is None:
-            return None
-        return _BINARY[type(n)](a, b)
-
-
-def _unqualified(node: exp.Expression) -> exp.Expression:
-    tree = node.copy()
-    for col in list(tree.find_all(exp.Column)):
-        col.set("table", None)
-    return tree
-
-
-def _div(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int):
-        return None if b == 0 else int(a / b)
-    return a / b
-
-
-_BINARY: dict[type[exp.Expression], Callable[[Any, Any], Any]] = {
-    exp.EQ: lambda a, b: a == b,
-    exp.NEQ: lambda a, b: a != b,
-    exp.GT: lambda a, b: a > b,
-    exp.GTE: lambda a, b: a >= b,
-    exp.LT: lambda a, b: a < b,
-    exp.LTE: lambda a, b: a <= b,
-    exp.Add: lambda a, b: a + b,
-    exp.Sub: lambda a, b: a - b,
-    exp.Mul: lambda a, b: a * b,
-    exp.Div: _div,
-    exp.Mod: lambda a, b: a % b,
-}
-_SUPPORTED: tuple[type, ...] = (
-    exp.Paren,
-    exp.Boolean,
-    exp.Null,
-    exp.Literal,
-    exp.Interval,
-    exp.Column,
-    exp.Identifier,
-    exp.Star,
-    exp.Var,
-    exp.Not,
-    exp.And,
-    exp.Or,
-    exp.Is,
-    exp.Neg,
-    *_AGGS,
-    *_BINARY,
-)
